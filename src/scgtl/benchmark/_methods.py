@@ -1,0 +1,481 @@
+"""The methods a few-shot benchmark compares, and the interface for adding one.
+
+A method sees one episode at a time as a :class:`FewShotTask` and returns class probabilities
+for the query rows. Everything a method may use is on the task: the support labels, the
+log-normalised expression of the support and query rows over the model's genes, their PCA
+coordinates (PCA fit once on all rows of the unlabelled target), and, for methods that fine-tune
+the pre-trained model, the model and the target with the query rows' labels hidden.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import pandas as pd
+from anndata import AnnData
+from sklearn.base import clone
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+
+from scgtl.data import get_matrix, read_log_expression
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sklearn.base import ClassifierMixin
+
+    from scgtl._constants import Units
+    from scgtl.benchmark._episodes import Episode
+    from scgtl.data import GeneAlignment
+
+#: Number of principal components of the PCA baselines (fewer when the target is smaller).
+N_PCA_COMPONENTS = 50
+
+
+@dataclass
+class TargetData:
+    """The target of a benchmark, read once and shared by all episodes.
+
+    Parameters
+    ----------
+    adata
+        The target (never modified).
+    labels
+        Its labels, one string per row.
+    labels_key
+        The ``.obs`` column the labels came from.
+    layer
+        Where its expression is (``None``: ``.X``).
+    units
+        Units of that expression.
+    alignment
+        How its genes map onto the model's genes.
+    model
+        The pre-trained model, or ``None`` when only baselines run.
+    n_pca_components
+        Principal components for the PCA baselines.
+    """
+
+    adata: AnnData
+    labels: np.ndarray
+    labels_key: str
+    layer: str | None
+    units: Units
+    alignment: GeneAlignment
+    model: Any = None
+    n_pca_components: int = N_PCA_COMPONENTS
+
+    @cached_property
+    def X_log(self) -> np.ndarray:
+        """Log-normalised expression of every row over the model's genes (the model's input)."""
+        x = read_log_expression(
+            self.adata, layer=self.layer, units=self.units, alignment=self.alignment
+        )
+        return x.numpy()
+
+    @cached_property
+    def X_pca(self) -> np.ndarray:
+        """PCA coordinates of every row; the PCA is fit on all rows, without labels."""
+        x = self.X_log
+        n_components = min(self.n_pca_components, x.shape[0] - 1, x.shape[1])
+        return PCA(n_components=n_components, random_state=0).fit_transform(x)
+
+    def masked(self, support: np.ndarray) -> AnnData:
+        """A light AnnData sharing the target's matrix, with labels only on ``support`` rows."""
+        masked = pd.Series(pd.NA, index=self.adata.obs_names, dtype="object")
+        masked.iloc[support] = self.labels[support]
+        obs = pd.DataFrame({self.labels_key: pd.Categorical(masked)}, index=self.adata.obs_names)
+        matrix = get_matrix(self.adata, self.layer)
+        var = pd.DataFrame(index=self.adata.var_names)
+        if self.layer is None:
+            return AnnData(X=matrix, obs=obs, var=var)
+        return AnnData(obs=obs, var=var, layers={self.layer: matrix})
+
+
+@dataclass
+class FewShotTask:
+    """What a method sees in one episode.
+
+    Attributes
+    ----------
+    episode
+        The episode: ``k``, its index, its seed and the support and query rows.
+    data
+        The shared target data; use the properties below rather than this.
+    """
+
+    episode: Episode
+    data: TargetData = field(repr=False)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes of this episode, sorted; the columns of the returned probabilities."""
+        return self.episode.classes
+
+    @property
+    def support_indices(self) -> np.ndarray:
+        """Rows of the target in the support set."""
+        return self.episode.support
+
+    @property
+    def query_indices(self) -> np.ndarray:
+        """Rows of the target in the query set."""
+        return self.episode.query
+
+    @property
+    def y_support(self) -> np.ndarray:
+        """Labels of the support rows (strings)."""
+        return self.data.labels[self.episode.support]
+
+    @property
+    def X_support(self) -> np.ndarray:
+        """Log-normalised expression of the support rows over the model's genes."""
+        return self.data.X_log[self.episode.support]
+
+    @property
+    def X_query(self) -> np.ndarray:
+        """Log-normalised expression of the query rows over the model's genes."""
+        return self.data.X_log[self.episode.query]
+
+    @property
+    def X_pca_support(self) -> np.ndarray:
+        """PCA coordinates of the support rows (PCA fit on the unlabelled target)."""
+        return self.data.X_pca[self.episode.support]
+
+    @property
+    def X_pca_query(self) -> np.ndarray:
+        """PCA coordinates of the query rows."""
+        return self.data.X_pca[self.episode.query]
+
+    @property
+    def model(self):
+        """The pre-trained model (``None`` when the benchmark runs baselines only)."""
+        return self.data.model
+
+    @property
+    def labels_key(self) -> str:
+        """The ``.obs`` column holding the labels."""
+        return self.data.labels_key
+
+    def masked_target(self) -> AnnData:
+        """The target with the labels of every row outside the support set hidden (``NaN``).
+
+        It shares the target's expression matrix; nothing is copied and the caller's AnnData is
+        untouched.
+        """
+        return self.data.masked(self.episode.support)
+
+    def query_adata(self) -> AnnData:
+        """A view of the target's query rows."""
+        return self.data.adata[self.episode.query]
+
+
+class Method(ABC):
+    """A few-shot classification method, as the benchmark calls it.
+
+    Subclass it, give it a ``name`` and implement :meth:`fit_predict_proba`::
+
+        class RandomForest(scgtl.benchmark.Method):
+            name = "random_forest"
+
+            def fit_predict_proba(self, task, *, seed):
+                rf = RandomForestClassifier(random_state=seed)
+                return rf.fit(task.X_support, task.y_support).predict_proba(task.X_query)
+
+    For a scikit-learn classifier, :class:`SklearnMethod` does the same in one line.
+    """
+
+    #: Short identifier, used in the results table (e.g. ``"pca_logreg"``).
+    name: str = ""
+    #: One line describing the method, for reports.
+    description: str = ""
+    #: Whether the method needs the pre-trained model (``task.model``).
+    needs_model: bool = False
+
+    @abstractmethod
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> np.ndarray | pd.DataFrame:
+        """Learn from the support set of ``task`` and return probabilities for its query rows.
+
+        Parameters
+        ----------
+        task
+            The episode.
+        seed
+            The episode's seed, for any randomness of the method.
+
+        Returns
+        -------
+        ``(n_query, n_classes)`` probabilities: an array whose columns follow ``task.classes``,
+        or a DataFrame whose columns are class names.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _with_seed(estimator: ClassifierMixin, seed: int) -> ClassifierMixin:
+    """A fresh clone of ``estimator``, seeded if it takes a ``random_state``."""
+    estimator = clone(estimator)
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed % 2**32)
+    return estimator
+
+
+def _proba_frame(estimator: ClassifierMixin, x: np.ndarray) -> pd.DataFrame:
+    """``predict_proba`` with the estimator's classes as columns."""
+    return pd.DataFrame(estimator.predict_proba(x), columns=[str(c) for c in estimator.classes_])
+
+
+class SklearnMethod(Method):
+    """Any scikit-learn classifier with ``predict_proba``, on log expression or on PCA.
+
+    Parameters
+    ----------
+    name
+        Identifier in the results table.
+    estimator
+        An unfitted classifier; it is cloned (and seeded, if it has ``random_state``) for every
+        episode.
+    representation
+        ``"log"``: log-normalised expression over the model's genes; ``"pca"``: PCA coordinates
+        (PCA fit on the unlabelled target).
+    description
+        One line for reports.
+
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> rf = scgtl.benchmark.SklearnMethod("random_forest", RandomForestClassifier())
+    >>> res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", methods=[*scgtl.benchmark.DEFAULT_METHODS, rf])
+    """
+
+    def __init__(
+        self,
+        name: str,
+        estimator: ClassifierMixin,
+        *,
+        representation: Literal["log", "pca"] = "log",
+        description: str = "",
+    ):
+        if representation not in ("log", "pca"):
+            raise ValueError(
+                f"representation={representation!r} is not valid; choose 'log' or 'pca'."
+            )
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(f"{type(estimator).__name__} has no predict_proba.")
+        self.name = name
+        self.estimator = estimator
+        self.representation = representation
+        self.description = description or f"{type(estimator).__name__} on {representation}"
+
+    def _data(self, task: FewShotTask) -> tuple[np.ndarray, np.ndarray]:
+        if self.representation == "pca":
+            return task.X_pca_support, task.X_pca_query
+        return task.X_support, task.X_query
+
+    def _estimator(self, task: FewShotTask, seed: int) -> ClassifierMixin:
+        return _with_seed(self.estimator, seed)
+
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
+        """Fit a clone of the estimator on the support rows; probabilities of the query rows."""
+        x_support, x_query = self._data(task)
+        estimator = self._estimator(task, seed).fit(x_support, task.y_support)
+        return _proba_frame(estimator, x_query)
+
+    def __repr__(self) -> str:
+        return (
+            f"SklearnMethod(name={self.name!r}, estimator={self.estimator!r}, "
+            f"representation={self.representation!r})"
+        )
+
+
+class KNNMethod(SklearnMethod):
+    """k-nearest neighbours on PCA; ``n_neighbors`` is capped at the size of the support set."""
+
+    def __init__(self, name: str = "pca_knn", *, n_neighbors: int = 5, description: str = ""):
+        super().__init__(
+            name,
+            KNeighborsClassifier(n_neighbors=n_neighbors),
+            representation="pca",
+            description=description or "k-nearest neighbours on PCA of the target",
+        )
+
+    def _estimator(self, task: FewShotTask, seed: int) -> ClassifierMixin:
+        estimator = clone(self.estimator)
+        n = min(estimator.get_params()["n_neighbors"], len(task.support_indices))
+        return estimator.set_params(n_neighbors=n)
+
+
+class FineTuneMethod(Method):
+    """Fine-tune the pre-trained model on the support set (``model.fine_tune``).
+
+    Parameters
+    ----------
+    name
+        Identifier in the results table.
+    use_guide
+        Scale updates by the guide (GTL) or not (plain transfer learning).
+    from_scratch
+        Train the same network from a random initialisation instead of the pre-trained weights.
+    description
+        One line for reports.
+    **fine_tune_kwargs
+        Further keyword arguments of ``model.fine_tune``.
+    """
+
+    needs_model = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        use_guide: bool = True,
+        from_scratch: bool = False,
+        description: str = "",
+        **fine_tune_kwargs,
+    ):
+        self.name = name
+        self.use_guide = use_guide
+        self.from_scratch = from_scratch
+        self.description = description
+        self.fine_tune_kwargs = fine_tune_kwargs
+
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
+        """Fine-tune on the support rows; probabilities of the query rows.
+
+        The model sees the target with the query rows' labels hidden, and the support set as
+        ``support_indices``.
+        """
+        if task.model is None:
+            raise ValueError(f"Method {self.name!r} needs a pre-trained model; none was given.")
+        kwargs = {"use_guide": self.use_guide, "from_scratch": self.from_scratch}
+        kwargs.update(self.fine_tune_kwargs)
+        data = task.data
+        clf = task.model.fine_tune(
+            task.masked_target(),
+            labels_key=data.labels_key,
+            k_shot=task.episode.k,
+            support_indices=task.support_indices,
+            seed=seed,
+            layer=data.layer,
+            units=data.units,
+            **kwargs,
+        )
+        return clf.predict_proba(task.query_adata(), layer=data.layer)
+
+    def __repr__(self) -> str:
+        return (
+            f"FineTuneMethod(name={self.name!r}, use_guide={self.use_guide}, "
+            f"from_scratch={self.from_scratch})"
+        )
+
+
+def builtin_methods() -> dict[str, Method]:
+    """Fresh instances of the built-in methods, by name, in report order."""
+    methods: list[Method] = [
+        FineTuneMethod(
+            "gtl", use_guide=True, description="GTL: guided fine-tuning of the pre-trained model"
+        ),
+        FineTuneMethod(
+            "finetune",
+            use_guide=False,
+            description="transfer learning: fine-tuning of the pre-trained model, no guide",
+        ),
+        FineTuneMethod(
+            "scratch",
+            use_guide=False,
+            from_scratch=True,
+            description="the same network trained from a random initialisation",
+        ),
+        SklearnMethod(
+            "logreg",
+            LogisticRegression(max_iter=1000),
+            representation="log",
+            description="logistic regression on log-normalised expression",
+        ),
+        SklearnMethod(
+            "pca_logreg",
+            LogisticRegression(max_iter=1000),
+            representation="pca",
+            description="logistic regression on PCA of the target",
+        ),
+        KNNMethod("pca_knn"),
+    ]
+    return {m.name: m for m in methods}
+
+
+#: Names of the built-in methods, in report order.
+DEFAULT_METHODS: tuple[str, ...] = tuple(builtin_methods())
+
+#: The methods that fine-tune the pre-trained model's network.
+NETWORK_METHODS: tuple[str, ...] = ("gtl", "finetune", "scratch")
+
+
+def resolve_methods(
+    methods: Sequence[str | Method] | None, *, has_model: bool
+) -> list[Method]:
+    """Turn names and :class:`Method` instances into a list of methods with unique names.
+
+    ``None`` means every built-in method (the fine-tuning ones only when there is a model).
+    """
+    builtins = builtin_methods()
+    if methods is None:
+        return [m for m in builtins.values() if has_model or not m.needs_model]
+    if isinstance(methods, str | Method):
+        methods = [methods]
+    resolved: list[Method] = []
+    for m in methods:
+        if isinstance(m, str):
+            if m not in builtins:
+                raise ValueError(
+                    f"Unknown method {m!r}; built-in methods are {list(builtins)}, or pass a "
+                    "scgtl.benchmark.Method instance."
+                )
+            m = builtins[m]
+        elif not isinstance(m, Method):
+            raise TypeError(
+                f"methods must hold method names or scgtl.benchmark.Method instances, not "
+                f"{type(m).__name__}."
+            )
+        if not isinstance(m.name, str) or not m.name:
+            raise ValueError(f"{m!r} has no name; set its `name` attribute.")
+        if m.needs_model and not has_model:
+            raise ValueError(
+                f"Method {m.name!r} fine-tunes a pre-trained model, but model=None was given."
+            )
+        resolved.append(m)
+    if not resolved:
+        raise ValueError("methods is empty; give at least one method.")
+    names = [m.name for m in resolved]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"Method names must be unique; repeated: {dupes}.")
+    return resolved
+
+
+def probabilities(
+    proba: np.ndarray | pd.DataFrame, classes: Sequence[str], *, n_query: int, name: str
+) -> np.ndarray:
+    """Check a method's output and return it as ``(n_query, len(classes))`` in class order."""
+    if isinstance(proba, pd.DataFrame):
+        columns = [str(c) for c in proba.columns]
+        unknown = sorted(set(columns) - set(classes))
+        if unknown:
+            raise ValueError(f"Method {name!r} returned probabilities for unknown classes {unknown}.")
+        frame = pd.DataFrame(np.asarray(proba, dtype=float), columns=columns)
+        proba = frame.reindex(columns=list(classes), fill_value=0.0).to_numpy()
+    proba = np.asarray(proba, dtype=float)
+    if proba.shape != (n_query, len(classes)):
+        raise ValueError(
+            f"Method {name!r} returned probabilities of shape {proba.shape}; expected "
+            f"{(n_query, len(classes))} (query rows x classes)."
+        )
+    if not np.isfinite(proba).all():
+        raise ValueError(f"Method {name!r} returned non-finite probabilities.")
+    return proba
+

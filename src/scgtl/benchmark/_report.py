@@ -1,0 +1,130 @@
+"""The Markdown report of a few-shot benchmark and the files the CLI writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from scgtl.benchmark._result import FewShotResult
+
+#: File names written by :meth:`scgtl.benchmark.FewShotResult.save`.
+RESULTS_CSV = "results.csv"
+SUMMARY_MD = "summary.md"
+PLOT_PNG = "accuracy_vs_k.png"
+
+
+def _markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no dependency on ``tabulate``)."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.to_numpy()]
+    return "\n".join([header, rule, *body])
+
+
+def _fmt_mean_ci(mean: float, low: float, high: float) -> str:
+    if not np.isfinite(mean):
+        return "–"
+    if not np.isfinite(low):
+        return f"{mean:.3f}"
+    return f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _fmt_difference(diff: float, p: float) -> str:
+    if not np.isfinite(diff):
+        return "–"
+    return f"{diff:+.3f} (p={p:.2g})"
+
+
+def _wide(summary: pd.DataFrame, cell) -> pd.DataFrame:
+    """Methods as rows, ``k=...`` as columns, each cell made by ``cell(row)``."""
+    frame = summary.assign(_cell=summary.apply(cell, axis=1))
+    wide = frame.pivot(index="method", columns="k", values="_cell")
+    wide = wide.reindex(index=list(dict.fromkeys(summary["method"])))
+    wide.columns = [f"k={k}" for k in wide.columns]
+    return wide.fillna("–").reset_index()
+
+
+def metric_table(result: FewShotResult, metric: str) -> pd.DataFrame:
+    """Mean [95% CI] of ``metric`` per method (rows) and ``k`` (columns)."""
+    summary = result.summary(metric=metric)
+    return _wide(summary, lambda r: _fmt_mean_ci(r["mean"], r["ci_low"], r["ci_high"]))
+
+
+def difference_table(result: FewShotResult, metric: str) -> pd.DataFrame:
+    """Paired difference reference - method (with p-value) per method and ``k``."""
+    comparisons = result.comparisons(metric=metric)
+    if comparisons.empty:
+        return pd.DataFrame()
+    return _wide(comparisons, lambda r: _fmt_difference(r["mean_difference"], r["p_value"]))
+
+
+def time_table(result: FewShotResult) -> pd.DataFrame:
+    """Mean seconds per fit, per method and ``k``."""
+    summary = result.summary()
+    return _wide(summary, lambda r: f"{r['fit_seconds']:.2f}")
+
+
+def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
+    """The benchmark as a Markdown report: settings, tables, paired differences and verdicts."""
+    s = result.settings
+    ref = result.reference
+    lines = [f"# {title or 'Few-shot benchmark'}", ""]
+    lines += [
+        f"- Target: {s.get('n_obs', '?')} samples, labels `obs[{s.get('labels_key')!r}]` "
+        f"({s.get('n_classes', '?')} classes); {s.get('n_genes_shared', '?')} of "
+        f"{s.get('n_genes', '?')} model genes found in the target; units `{s.get('units')}`.",
+        f"- Episodes: {s.get('n_episodes')} per k for k in {list(s.get('k_shots', []))}, seed "
+        f"{s.get('seed')}. Support: k samples of every class; query: every other sample of "
+        "those classes. All methods see the same episodes, genes and preprocessing.",
+        f"- Wall time: {s.get('wall_seconds', float('nan')):.0f} s.",
+    ]
+    dropped = s.get("classes_left_out") or {}
+    for k, classes in dropped.items():
+        lines.append(f"- At k={k}, classes too small to evaluate were left out: {classes}.")
+    lines += ["", "Methods:", ""]
+    for name, description in s.get("methods", {}).items():
+        lines.append(f"- `{name}`: {description}" if description else f"- `{name}`")
+    lines += ["", f"## {result.metric.replace('_', ' ').capitalize()} (mean [95% CI])", ""]
+    lines += [_markdown_table(metric_table(result, result.metric)), ""]
+    diffs = difference_table(result, result.metric)
+    if not diffs.empty:
+        lines += [
+            f"## Paired difference `{ref}` − method (mean over episodes, Wilcoxon p)",
+            "",
+            _markdown_table(diffs),
+            "",
+            "## Verdict",
+            "",
+        ]
+        lines += [f"- {v}" for v in result.verdicts()] + [""]
+    for extra in ("macro_f1", "auroc"):
+        if extra in result.table.columns and extra != result.metric:
+            lines += [f"## {extra.replace('_', ' ')} (mean [95% CI])", ""]
+            lines += [_markdown_table(metric_table(result, extra)), ""]
+    lines += ["## Seconds per fit (mean; training plus prediction of the query)", ""]
+    lines += [_markdown_table(time_table(result)), ""]
+    return "\n".join(lines)
+
+
+def save(result: FewShotResult, out_dir: str | Path, *, title: str | None = None) -> dict:
+    """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_k.png`` into ``out_dir``.
+
+    Returns
+    -------
+    The three paths, keyed ``"csv"``, ``"markdown"``, ``"plot"``.
+    """
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / RESULTS_CSV, "markdown": out / SUMMARY_MD, "plot": out / PLOT_PNG}
+    result.table.to_csv(paths["csv"], index=False)
+    paths["markdown"].write_text(to_markdown(result, title=title) + "\n")
+    fig = result.plot(title=title)
+    fig.savefig(paths["plot"], dpi=110)
+    plt.close(fig)
+    return paths

@@ -1,0 +1,186 @@
+"""Statistics over episodes: confidence intervals, paired differences and the verdict."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+#: Significance level of the verdict.
+ALPHA = 0.05
+
+
+def mean_ci(values: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of the mean (``NaN`` bounds for one value)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    if values.size < 2:
+        return mean, np.nan, np.nan
+    sem = float(values.std(ddof=1)) / np.sqrt(values.size)
+    if sem == 0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, df=values.size - 1)) * sem
+    return mean, mean - half, mean + half
+
+
+def paired_p_value(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of paired differences (1 when all are zero)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return np.nan
+    if np.count_nonzero(d) == 0:
+        return 1.0
+    return float(stats.wilcoxon(d, zero_method="wilcox", alternative="two-sided").pvalue)
+
+
+def summarize(
+    table: pd.DataFrame, *, metric: str = "balanced_accuracy", confidence: float = 0.95
+) -> pd.DataFrame:
+    """Mean and confidence interval of ``metric`` per method and ``k``.
+
+    Returns
+    -------
+    Columns ``method``, ``k``, ``n_episodes``, ``mean``, ``ci_low``, ``ci_high``,
+    ``fit_seconds`` (mean per fit); methods in the order they first appear in ``table``.
+    """
+    rows = []
+    order = list(dict.fromkeys(table["method"]))
+    for (method, k), group in table.groupby(["method", "k"], sort=False):
+        mean, low, high = mean_ci(group[metric].to_numpy(), confidence=confidence)
+        rows.append(
+            {
+                "method": method,
+                "k": int(k),
+                "n_episodes": int(group[metric].notna().sum()),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "fit_seconds": float(group["fit_seconds"].mean()),
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["_order"] = out["method"].map({m: i for i, m in enumerate(order)})
+    return out.sort_values(["k", "_order"]).drop(columns="_order").reset_index(drop=True)
+
+
+def compare(
+    table: pd.DataFrame,
+    *,
+    reference: str,
+    metric: str = "balanced_accuracy",
+    confidence: float = 0.95,
+) -> pd.DataFrame:
+    """Paired per-episode differences ``reference - method`` for every other method and ``k``.
+
+    Returns
+    -------
+    Columns ``k``, ``method``, ``n_episodes``, ``mean_difference``, ``ci_low``, ``ci_high``
+    (t-interval of the mean difference), ``wins``, ``losses``, ``ties`` (episodes where the
+    reference is better, worse, equal) and ``p_value`` (two-sided Wilcoxon signed-rank test).
+    """
+    wide = table.pivot_table(index=["k", "episode"], columns="method", values=metric)
+    rows = []
+    others = [m for m in dict.fromkeys(table["method"]) if m != reference]
+    if reference not in wide.columns:
+        return pd.DataFrame(
+            columns=["k", "method", "n_episodes", "mean_difference", "ci_low", "ci_high",
+                     "wins", "losses", "ties", "p_value"]
+        )  # fmt: skip
+    for k, block in wide.groupby(level="k"):
+        for method in others:
+            d = (block[reference] - block[method]).dropna().to_numpy()
+            mean, low, high = mean_ci(d, confidence=confidence)
+            rows.append(
+                {
+                    "k": int(k),
+                    "method": method,
+                    "n_episodes": int(d.size),
+                    "mean_difference": mean,
+                    "ci_low": low,
+                    "ci_high": high,
+                    "wins": int((d > 0).sum()),
+                    "losses": int((d < 0).sum()),
+                    "ties": int((d == 0).sum()),
+                    "p_value": paired_p_value(d),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def best_baselines(summary: pd.DataFrame, *, reference: str) -> pd.Series:
+    """For each ``k``, the method other than ``reference`` with the highest mean."""
+    others = summary[summary["method"] != reference].dropna(subset=["mean"])
+    if others.empty:
+        return pd.Series(dtype=object)
+    idx = others.groupby("k")["mean"].idxmax()
+    return others.loc[idx].set_index("k")["method"]
+
+
+def verdict(
+    *,
+    k: int,
+    reference: str,
+    baseline: str,
+    reference_mean: float,
+    baseline_mean: float,
+    comparison: pd.Series,
+    metric: str = "balanced_accuracy",
+    alpha: float = ALPHA,
+) -> str:
+    """One plain-language line: does ``reference`` beat, tie or lose to ``baseline`` at ``k``?"""
+    diff, p = comparison["mean_difference"], comparison["p_value"]
+    if np.isfinite(p) and p < alpha and diff > 0:
+        word = "beats"
+    elif np.isfinite(p) and p < alpha and diff < 0:
+        word = "loses to"
+    else:
+        word = "ties with"
+    ci = (
+        f" [95% CI {comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}]"
+        if np.isfinite(comparison["ci_low"])
+        else ""
+    )
+    n = int(comparison["n_episodes"])
+    note = " (too few episodes for a paired test to reach p<0.05)" if n < 6 else ""
+    return (
+        f"k={k}: {reference} {word} the best baseline, {baseline} "
+        f"({metric} {reference_mean:.3f} vs {baseline_mean:.3f}; paired difference "
+        f"{diff:+.3f}{ci}, Wilcoxon p={p:.2g}, {n} episodes){note}."
+    )
+
+
+def verdicts(
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    *,
+    reference: str,
+    metric: str = "balanced_accuracy",
+    alpha: float = ALPHA,
+) -> list[str]:
+    """The verdict line of every ``k`` (empty when ``reference`` did not run)."""
+    if reference not in set(summary["method"]) or comparisons.empty:
+        return []
+    best = best_baselines(summary, reference=reference)
+    means = summary.set_index(["method", "k"])["mean"]
+    lines = []
+    for k, baseline in best.items():
+        row = comparisons[(comparisons["k"] == k) & (comparisons["method"] == baseline)]
+        if row.empty:
+            continue
+        lines.append(
+            verdict(
+                k=int(k),
+                reference=reference,
+                baseline=baseline,
+                reference_mean=float(means[(reference, k)]),
+                baseline_mean=float(means[(baseline, k)]),
+                comparison=row.iloc[0],
+                metric=metric,
+                alpha=alpha,
+            )
+        )
+    return lines

@@ -1,0 +1,20 @@
+"""Data handling: declared units, gene alignment, batched reading and k-shot sampling."""
+
+from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
+from scgtl.data._reading import get_matrix, iter_log_expression, read_log_expression
+from scgtl.data._sampling import check_labels, sample_k_shot
+from scgtl.data._units import check_matrix, check_units_name, log_expression
+
+__all__ = [
+    "GeneAlignment",
+    "align_genes",
+    "check_labels",
+    "check_matrix",
+    "check_unique_genes",
+    "check_units_name",
+    "get_matrix",
+    "iter_log_expression",
+    "log_expression",
+    "read_log_expression",
+    "sample_k_shot",
+]

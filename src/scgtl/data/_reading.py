@@ -1,0 +1,71 @@
+"""Batched reading of an AnnData into the model's log-expression space."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from scgtl.data._units import check_block, log_expression, row_sums
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from anndata import AnnData
+
+    from scgtl._constants import Units
+    from scgtl.data._align import GeneAlignment
+
+
+def get_matrix(adata: AnnData, layer: str | None):
+    """``adata.layers[layer]``, or ``adata.X`` when ``layer`` is ``None``; never a copy."""
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"The AnnData is empty ({adata.n_obs} obs x {adata.n_vars} vars).")
+    if layer is None:
+        if adata.X is None:
+            raise ValueError("adata.X is None; pass layer= naming the layer that holds the data.")
+        return adata.X
+    if layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r} is not in adata.layers; available: {list(adata.layers.keys())}."
+        )
+    return adata.layers[layer]
+
+
+def iter_log_expression(
+    adata: AnnData,
+    *,
+    layer: str | None,
+    units: Units,
+    alignment: GeneAlignment,
+    indices: np.ndarray | None = None,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+) -> Iterator[torch.Tensor]:
+    """Yield batches of rows as log expression over the model's genes.
+
+    Each batch is checked against ``units``, its library size taken over all of the query's
+    genes, aligned to the model's genes and transformed; only one batch is dense at a time.
+    """
+    matrix = get_matrix(adata, layer)
+    rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    for start in range(0, rows.size, batch_size):
+        batch_rows = rows[start : start + batch_size]
+        block = matrix[np.sort(batch_rows)] if indices is not None else matrix[
+            batch_rows[0] : batch_rows[-1] + 1
+        ]
+        if indices is not None:
+            # Fancy indexing of backed/sparse matrices wants sorted rows; restore caller order.
+            order = np.argsort(np.argsort(batch_rows))
+            block = block[order]
+        check_block(block, units, where=where)
+        library = torch.as_tensor(row_sums(block))
+        x = torch.as_tensor(alignment.transform(block), dtype=torch.float32)
+        yield log_expression(x, units, library).to(device)
+
+
+def read_log_expression(adata: AnnData, **kwargs) -> torch.Tensor:
+    """All requested rows at once; for small sets such as a k-shot support set."""
+    return torch.cat(list(iter_log_expression(adata, **kwargs)), dim=0)

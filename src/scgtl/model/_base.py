@@ -1,0 +1,151 @@
+"""What both user-facing models share: gene alignment, batched input, safe save and load."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scvi.model.base import BaseModelClass
+
+from scgtl.data import align_genes, check_units_name, iter_log_expression
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from scgtl._constants import Units
+
+_MODEL_FILE = "model.pt"
+
+
+class ScgtlModelMixin:
+    """Shared behaviour of :class:`~scgtl.GTL` and :class:`~scgtl.GTLClassifier`."""
+
+    @property
+    def gene_names(self) -> pd.Index:
+        """The model's genes, in the order of its input layer."""
+        return pd.Index(self.get_var_names())
+
+    def _log_expression_batches(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None,
+        units: Units,
+        batch_size: int,
+        indices: np.ndarray | None = None,
+        warn: bool = True,
+    ) -> Iterator[torch.Tensor]:
+        if not isinstance(adata, AnnData):
+            raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1.")
+        check_units_name(units)
+        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        yield from iter_log_expression(
+            adata,
+            layer=layer,
+            units=units,
+            alignment=alignment,
+            indices=indices,
+            batch_size=batch_size,
+            device=self.module.device,
+        )
+
+    def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> None:
+        """Save the model to ``dir_path/model.pt`` in scvi-tools' format.
+
+        The directory is written under a temporary name and renamed when complete, so a failed
+        save leaves neither a half-written model nor a damaged earlier one.
+
+        Parameters
+        ----------
+        dir_path
+            Directory to create.
+        overwrite
+            Replace an existing directory; otherwise an existing one is an error.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.save` (e.g. ``save_anndata``).
+        """
+        target = Path(dir_path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            BaseModelClass.save(self, str(staging), overwrite=True, **kwargs)
+            if target.exists():
+                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                os.replace(target, retired / "model")
+                os.replace(staging, target)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(staging, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    @classmethod
+    def load(cls, dir_path: str | os.PathLike, adata: AnnData | None = None, **kwargs):
+        """Load a model saved by :meth:`save`.
+
+        Parameters
+        ----------
+        dir_path
+            Directory holding ``model.pt``.
+        adata
+            Optional AnnData to attach (its genes must match the model's); the model loads and
+            predicts without one.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (``accelerator``, ``device``).
+
+        Raises
+        ------
+        ValueError
+            If ``dir_path`` does not hold a model of this class saved by scgtl.
+        """
+        _check_model_file(Path(dir_path), cls.__name__)
+        scvi_logger = logging.getLogger("scvi")
+        level = scvi_logger.level
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*no saved anndata.*")
+            # scvi-tools logs "already downloaded" for every local load; it is not news here.
+            scvi_logger.setLevel(logging.WARNING)
+            try:
+                return super().load(str(dir_path), adata=adata, **kwargs)
+            finally:
+                scvi_logger.setLevel(level)
+
+
+def _check_model_file(path: Path, class_name: str) -> None:
+    """Refuse, before building anything, a directory that is not a saved scgtl model."""
+    model_file = path / _MODEL_FILE
+    if not path.is_dir():
+        raise ValueError(f"{str(path)!r} is not a directory holding a saved scgtl {class_name}.")
+    if not model_file.is_file():
+        raise ValueError(
+            f"{str(path)!r} is not a saved scgtl model: it has no {_MODEL_FILE}. "
+            f"Save one with {class_name}.save()."
+        )
+    # model.pt is a pickle, as in every scvi-tools model: load only directories you trust.
+    try:
+        saved = torch.load(model_file, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same answer
+        raise ValueError(f"{str(model_file)!r} is not a readable scgtl model file: {err}") from err
+    attrs = saved.get("attr_dict") if isinstance(saved, dict) else None
+    registry = attrs.get("registry_", {}) if isinstance(attrs, dict) else {}
+    if not attrs or "scgtl_version_" not in attrs:
+        raise ValueError(f"{str(model_file)!r} was not written by scgtl.")
+    saved_class = registry.get("model_name")
+    if saved_class != class_name:
+        raise ValueError(
+            f"{str(model_file)!r} holds a {saved_class}, not a {class_name}; load it with "
+            f"scgtl.{saved_class}.load()."
+        )

@@ -1,0 +1,278 @@
+"""The fine-tuned few-shot classifier returned by :meth:`scgtl.GTL.fine_tune`."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+from anndata import AnnData
+from scipy import sparse
+from scvi import REGISTRY_KEYS
+from scvi.data import AnnDataManager
+from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.model.base import BaseModelClass
+
+from scgtl import __version__
+from scgtl._constants import DEFAULT_KEY_ADDED
+from scgtl.data import check_units_name
+from scgtl.model._base import ScgtlModelMixin
+from scgtl.module import GTLClassifierModule
+
+if TYPE_CHECKING:
+    from scgtl._constants import Units
+
+
+class GTLClassifier(ScgtlModelMixin, BaseModelClass):
+    """A few-shot classifier fine-tuned from a :class:`~scgtl.GTL` model.
+
+    Made by :meth:`scgtl.GTL.fine_tune`, not directly. It keeps the pre-trained model's genes:
+    any query is aligned to them. Its registry (scvi-tools' record of genes and label
+    categories) is built on a small anchor AnnData with one row per class, so it can be saved,
+    loaded and used without the study it was fitted on.
+
+    Parameters
+    ----------
+    adata
+        The anchor AnnData registered with :meth:`setup_anndata`.
+    registry
+        A saved registry (used by :meth:`load`).
+    n_hidden, n_latent, n_layers, dropout_rate
+        Architecture of the pre-trained encoder.
+    """
+
+    _module_cls = GTLClassifierModule
+
+    def __init__(
+        self,
+        adata: AnnData | None = None,
+        registry: dict | None = None,
+        *,
+        n_hidden: int = 256,
+        n_latent: int = 64,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+    ):
+        super().__init__(adata, registry)
+        self.module = self._module_cls(
+            self.summary_stats.n_vars,
+            self.summary_stats.n_labels,
+            n_hidden=n_hidden,
+            n_latent=n_latent,
+            n_layers=n_layers,
+            dropout_rate=dropout_rate,
+        )
+        self.classes_: list[str] = list(self._registered_classes())
+        self.query_layer_: str | None = None
+        self.fit_record_: dict = {}
+        self.scgtl_version_ = __version__
+        self._source: AnnData | None = None
+        self._model_summary_string = (
+            f"GTLClassifier: {len(self.classes_)} classes of {self.labels_key!r}, "
+            f"{self.summary_stats.n_vars} genes ({self.units})"
+        )
+        self.init_params_ = self._get_init_params(locals())
+
+    @classmethod
+    def setup_anndata(
+        cls,
+        adata: AnnData,
+        *,
+        labels_key: str,
+        units: Units = "counts",
+        **kwargs,
+    ) -> None:
+        """Register the anchor AnnData (one row per class, the model's genes).
+
+        Parameters
+        ----------
+        adata
+            Anchor AnnData.
+        labels_key
+            ``obs`` column of the class names.
+        units
+            Units of the target data the classifier reads.
+        **kwargs
+            Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
+
+        Returns
+        -------
+        Nothing; scvi-tools registration keys are added to ``adata``.
+        """
+        check_units_name(units)
+        setup_method_args = cls._get_setup_method_args(**locals())
+        fields = [
+            LayerField(REGISTRY_KEYS.X_KEY, None, is_count_data=False),
+            CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+        ]
+        adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
+        adata_manager.register_fields(adata, **kwargs)
+        cls.register_manager(adata_manager)
+
+    @classmethod
+    def from_network(
+        cls,
+        network: GTLClassifierModule,
+        *,
+        gene_names: pd.Index,
+        classes: pd.Index,
+        labels_key: str,
+        layer: str | None,
+        units: Units,
+        source: AnnData | None,
+        fit_record: dict,
+        architecture: dict,
+    ) -> GTLClassifier:
+        """Wrap a fine-tuned network (used by :meth:`scgtl.GTL.fine_tune`)."""
+        anchor = AnnData(
+            X=sparse.csr_matrix((len(classes), len(gene_names)), dtype=np.float32),
+            obs=pd.DataFrame(
+                {labels_key: pd.Categorical(list(classes), categories=list(classes))},
+                index=[f"class_{i}" for i in range(len(classes))],
+            ),
+            var=pd.DataFrame(index=pd.Index(gene_names, dtype=str)),
+        )
+        with warnings.catch_warnings():
+            # One anchor row per class is by design; scvi-tools warns about small categories.
+            warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
+            cls.setup_anndata(anchor, labels_key=labels_key, units=units)
+        model = cls(anchor, **architecture)
+        if model.classes_ != [str(c) for c in classes]:
+            raise RuntimeError("Registered classes differ from the fitted head's classes.")
+        model.module.load_state_dict(network.state_dict())
+        model.module.eval()
+        model.query_layer_ = layer
+        model.fit_record_ = fit_record
+        model.is_trained_ = True
+        model._source = source
+        return model
+
+    def _registered_classes(self) -> np.ndarray:
+        state = self.registry_["field_registries"][REGISTRY_KEYS.LABELS_KEY]["state_registry"]
+        return np.asarray(state["categorical_mapping"]).astype(str)
+
+    @property
+    def labels_key(self) -> str:
+        """The target's labels column."""
+        return self.registry_["setup_args"]["labels_key"]
+
+    @property
+    def units(self) -> Units:
+        """Units of the target data."""
+        return self.registry_["setup_args"]["units"]
+
+    def train(self, *args, **kwargs):
+        """Not available: classifiers are made by :meth:`scgtl.GTL.fine_tune`."""
+        raise NotImplementedError("Fit a GTLClassifier with scgtl.GTL.fine_tune().")
+
+    # ------------------------------------------------------------------ inference
+    def _resolve_query(self, adata: AnnData | None, layer: str | None):
+        if adata is None:
+            if self._source is None:
+                raise ValueError(
+                    "This classifier holds no AnnData (e.g. it was loaded from disk); pass adata=."
+                )
+            adata = self._source
+        return adata, self.query_layer_ if layer is None else layer
+
+    @torch.inference_mode()
+    def _forward(self, adata, *, layer, batch_size) -> tuple[np.ndarray, np.ndarray]:
+        self.module.eval()
+        latents, probas = [], []
+        for x in self._log_expression_batches(
+            adata, layer=layer, units=self.units, batch_size=batch_size
+        ):
+            out = self.module.inference(x)
+            latents.append(out["z"].cpu().numpy())
+            probas.append(torch.softmax(out["logits"], dim=1).cpu().numpy())
+        return np.concatenate(latents), np.concatenate(probas)
+
+    def predict_proba(
+        self, adata: AnnData | None = None, *, layer: str | None = None, batch_size: int = 1024
+    ) -> pd.DataFrame:
+        """Class probabilities of every observation.
+
+        Parameters
+        ----------
+        adata
+            Query AnnData (genes aligned to the model's); defaults to the study the classifier
+            was fine-tuned on.
+        layer
+            Layer to read; defaults to the layer used in fine-tuning.
+        batch_size
+            Observations per batch; only one batch is dense at a time.
+
+        Returns
+        -------
+        DataFrame of ``obs_names`` x :attr:`classes_`.
+        """
+        adata, layer = self._resolve_query(adata, layer)
+        _, proba = self._forward(adata, layer=layer, batch_size=batch_size)
+        return pd.DataFrame(proba, index=adata.obs_names.copy(), columns=self.classes_)
+
+    def get_latent_representation(
+        self, adata: AnnData | None = None, *, layer: str | None = None, batch_size: int = 1024
+    ) -> np.ndarray:
+        """Latent representation of the fine-tuned encoder, ``(n_obs, n_latent)``."""
+        adata, layer = self._resolve_query(adata, layer)
+        latent, _ = self._forward(adata, layer=layer, batch_size=batch_size)
+        return latent
+
+    def predict(
+        self,
+        adata: AnnData | None = None,
+        *,
+        layer: str | None = None,
+        key_added: str = DEFAULT_KEY_ADDED,
+        inplace: bool = True,
+        batch_size: int = 1024,
+    ) -> pd.Series:
+        """Predict the class of every observation.
+
+        Parameters
+        ----------
+        adata
+            Query AnnData (any genes: they are aligned to the model's); defaults to the study the
+            classifier was fine-tuned on.
+        layer
+            Layer to read; defaults to the layer used in fine-tuning.
+        key_added
+            Prefix of the keys written.
+        inplace
+            Write the results into ``adata``; otherwise only return the labels.
+        batch_size
+            Observations per batch; only one batch is dense at a time.
+
+        Returns
+        -------
+        Predicted labels (categorical Series indexed by ``obs_names``). With ``inplace=True``
+        these keys are written, and nothing else in ``adata`` changes:
+
+        ``adata.obs[f"{key_added}_prediction"]``
+            Predicted class (categorical).
+        ``adata.obs[f"{key_added}_confidence"]``
+            Probability of the predicted class.
+        ``adata.obsm[f"{key_added}_proba"]``
+            DataFrame of class probabilities, one column per class in :attr:`classes_`.
+        ``adata.obsm[f"X_{key_added}"]``
+            The fine-tuned encoder's latent representation.
+        """
+        if not isinstance(key_added, str) or not key_added:
+            raise ValueError(f"key_added={key_added!r} must be a non-empty string.")
+        adata, layer = self._resolve_query(adata, layer)
+        latent, proba = self._forward(adata, layer=layer, batch_size=batch_size)
+        predicted = pd.Series(
+            pd.Categorical.from_codes(proba.argmax(1), categories=self.classes_),
+            index=adata.obs_names.copy(),
+            name=f"{key_added}_prediction",
+        )
+        if inplace:
+            adata.obs[f"{key_added}_prediction"] = predicted.to_numpy()
+            adata.obs[f"{key_added}_confidence"] = proba.max(1).astype(np.float32)
+            adata.obsm[f"{key_added}_proba"] = pd.DataFrame(
+                proba, index=adata.obs_names, columns=self.classes_
+            )
+            adata.obsm[f"X_{key_added}"] = latent
+        return predicted

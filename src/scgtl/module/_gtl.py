@@ -1,0 +1,129 @@
+"""The GTL network: encoder, masked-expression decoder and an optional classifier head."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from scvi import REGISTRY_KEYS
+from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
+from torch import nn
+
+from scgtl.data._units import log_expression
+from scgtl.module._encoder import MLPEncoder
+
+if TYPE_CHECKING:
+    from scgtl._constants import Units
+
+
+class GTLModule(BaseModuleClass):
+    """Encoder pre-trained by masked-expression reconstruction, plus a classification head.
+
+    Pre-training hides a random ``mask_rate`` fraction of each cell's genes from the encoder and
+    asks a linear decoder to reconstruct their log expression from the latent code; when labels
+    are registered a classifier on the latent code adds a cross-entropy term.
+
+    Parameters
+    ----------
+    n_input
+        Number of genes.
+    n_labels
+        Number of classes of the head; ``0`` or ``1`` means no head.
+    n_hidden, n_latent, n_layers, dropout_rate
+        Encoder architecture, see :class:`~scgtl.module.MLPEncoder`.
+    units
+        Units of the raw input, which sets the input transform (see
+        :func:`scgtl.data.log_expression`).
+    mask_rate
+        Fraction of genes hidden from the encoder in each pre-training step.
+    classification_weight
+        Weight of the cross-entropy term when labels are given.
+    encoder
+        A replacement encoder module mapping ``(n_obs, n_input)`` to ``(n_obs, n_latent)``; the
+        default is :class:`~scgtl.module.MLPEncoder`.
+    """
+
+    def __init__(
+        self,
+        n_input: int,
+        *,
+        n_labels: int = 0,
+        n_hidden: int = 256,
+        n_latent: int = 64,
+        n_layers: int = 1,
+        dropout_rate: float = 0.1,
+        units: Units = "counts",
+        mask_rate: float = 0.3,
+        classification_weight: float = 1.0,
+        encoder: nn.Module | None = None,
+    ):
+        super().__init__()
+        if not 0.0 <= mask_rate < 1.0:
+            raise ValueError(f"mask_rate={mask_rate!r} must be in [0, 1).")
+        self.units = units
+        self.mask_rate = mask_rate
+        self.classification_weight = classification_weight
+        self.encoder = encoder or MLPEncoder(
+            n_input, n_latent, n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate
+        )
+        self.decoder = nn.Linear(n_latent, n_input)
+        self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 1 else None
+
+    def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+
+    def _get_generative_input(
+        self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        return {"z": inference_outputs["z"]}
+
+    @auto_move_data
+    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode raw input; in training mode a random subset of genes is masked first."""
+        x_log = log_expression(x, self.units)
+        if self.training and self.mask_rate > 0:
+            mask = torch.rand_like(x_log) < self.mask_rate
+            z = self.encoder(x_log.masked_fill(mask, 0.0))
+        else:
+            mask = torch.zeros_like(x_log, dtype=torch.bool)
+            z = self.encoder(x_log)
+        return {"z": z, "x_log": x_log, "mask": mask}
+
+    @auto_move_data
+    def generative(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Reconstruct log expression from the latent code."""
+        return {"x_hat": self.decoder(z)}
+
+    def loss(
+        self,
+        tensors: dict[str, torch.Tensor],
+        inference_outputs: dict[str, torch.Tensor],
+        generative_outputs: dict[str, torch.Tensor],
+    ) -> LossOutput:
+        """Masked-gene reconstruction error, plus cross-entropy when a head and labels exist."""
+        x_log, mask = inference_outputs["x_log"], inference_outputs["mask"]
+        squared_error = (generative_outputs["x_hat"] - x_log) ** 2
+        if mask.any():
+            weight = mask.float()
+            reconstruction = (squared_error * weight).sum(1) / weight.sum(1).clamp(min=1.0)
+        else:
+            reconstruction = squared_error.mean(1)
+        loss = reconstruction.mean()
+        extra = {}
+        if self.classifier is not None and REGISTRY_KEYS.LABELS_KEY in tensors:
+            labels = tensors[REGISTRY_KEYS.LABELS_KEY].long().view(-1)
+            cross_entropy = F.cross_entropy(self.classifier(inference_outputs["z"]), labels)
+            loss = loss + self.classification_weight * cross_entropy
+            extra["classification_loss"] = cross_entropy.detach()
+        return LossOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction,
+            kl_local=torch.zeros_like(reconstruction),
+            extra_metrics=extra,
+        )
+
+    @torch.inference_mode()
+    def embed(self, x_log: torch.Tensor) -> torch.Tensor:
+        """Latent code of already log-transformed input (evaluation mode, no masking)."""
+        return self.encoder(x_log)

@@ -1,0 +1,53 @@
+"""Running scouts: each starts from the pre-trained encoder and records how its weights move."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import torch
+from scvi.utils import track
+from torch import nn
+
+from scgtl.guide import parameter_changes
+from scgtl.train._few_shot import fit_few_shot
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from scgtl.guide import ScoutTask
+
+
+def run_scouts(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    tasks: Sequence[ScoutTask],
+    *,
+    n_latent: int,
+    n_steps: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> Iterator[dict[str, torch.Tensor]]:
+    """Yield each scout's parameter change ``w_final - w_base`` of ``encoder``.
+
+    ``encoder`` itself is never modified: every scout trains a copy with a fresh linear head.
+    """
+    base = {name: p.detach().clone() for name, p in encoder.named_parameters()}
+    iterator = track(tasks, description="Scouts", disable=not progress, style="rich")
+    for i, task in enumerate(iterator):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + i)
+            scout = copy.deepcopy(encoder)
+            head = nn.Linear(n_latent, len(task.groups)).to(x.device)
+            fit_few_shot(
+                scout,
+                head,
+                x[torch.as_tensor(task.indices, device=x.device)],
+                torch.as_tensor(task.labels, device=x.device),
+                n_steps=n_steps,
+                lr=lr,
+                weight_decay=weight_decay,
+            )
+        yield parameter_changes(base, dict(scout.named_parameters()))
