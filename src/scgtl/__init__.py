@@ -7,7 +7,17 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
-from scgtl import data, guide, module, train  # noqa: E402
-from scgtl.model import GTL, GTLClassifier  # noqa: E402
+from scgtl import benchmark, data, datasets, guide, module, train
+from scgtl.model import GTL, GTLClassifier
 
-__all__ = ["GTL", "GTLClassifier", "__version__", "data", "guide", "module", "train"]
+__all__ = [
+    "GTL",
+    "GTLClassifier",
+    "__version__",
+    "benchmark",
+    "data",
+    "datasets",
+    "guide",
+    "module",
+    "train",
+]

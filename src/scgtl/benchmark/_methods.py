@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from scgtl.benchmark._episodes import Episode
     from scgtl.data import GeneAlignment
 
+#: Label given to the rows outside the support set in :meth:`FewShotTask.masked_target`.
+HIDDEN_LABEL = "<hidden: query>"
+
 #: Number of principal components of the PCA baselines (fewer when the target is smaller).
 N_PCA_COMPONENTS = 50
 
@@ -86,9 +89,12 @@ class TargetData:
         return PCA(n_components=n_components, random_state=0).fit_transform(x)
 
     def masked(self, support: np.ndarray) -> AnnData:
-        """A light AnnData sharing the target's matrix, with labels only on ``support`` rows."""
-        masked = pd.Series(pd.NA, index=self.adata.obs_names, dtype="object")
-        masked.iloc[support] = self.labels[support]
+        """A light AnnData sharing the target's matrix, with labels only on ``support`` rows.
+
+        Every other row is labelled :data:`HIDDEN_LABEL`.
+        """
+        masked = np.full(self.adata.n_obs, HIDDEN_LABEL, dtype=object)
+        masked[support] = self.labels[support]
         obs = pd.DataFrame({self.labels_key: pd.Categorical(masked)}, index=self.adata.obs_names)
         matrix = get_matrix(self.adata, self.layer)
         var = pd.DataFrame(index=self.adata.var_names)
@@ -163,10 +169,11 @@ class FewShotTask:
         return self.data.labels_key
 
     def masked_target(self) -> AnnData:
-        """The target with the labels of every row outside the support set hidden (``NaN``).
+        """The target with the label of every row outside the support set hidden.
 
-        It shares the target's expression matrix; nothing is copied and the caller's AnnData is
-        untouched.
+        Those rows are labelled :data:`HIDDEN_LABEL`, a class that never appears in the support
+        set. The result shares the target's expression matrix; nothing is copied and the
+        caller's AnnData is untouched.
         """
         return self.data.masked(self.episode.support)
 
@@ -251,7 +258,8 @@ class SklearnMethod(Method):
     --------
     >>> from sklearn.ensemble import RandomForestClassifier
     >>> rf = scgtl.benchmark.SklearnMethod("random_forest", RandomForestClassifier())
-    >>> res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", methods=[*scgtl.benchmark.DEFAULT_METHODS, rf])
+    >>> methods = [*scgtl.benchmark.DEFAULT_METHODS, rf]
+    >>> res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", methods=methods)
     """
 
     def __init__(
@@ -359,7 +367,6 @@ class FineTuneMethod(Method):
         clf = task.model.fine_tune(
             task.masked_target(),
             labels_key=data.labels_key,
-            k_shot=task.episode.k,
             support_indices=task.support_indices,
             seed=seed,
             layer=data.layer,
@@ -416,9 +423,7 @@ DEFAULT_METHODS: tuple[str, ...] = tuple(builtin_methods())
 NETWORK_METHODS: tuple[str, ...] = ("gtl", "finetune", "scratch")
 
 
-def resolve_methods(
-    methods: Sequence[str | Method] | None, *, has_model: bool
-) -> list[Method]:
+def resolve_methods(methods: Sequence[str | Method] | None, *, has_model: bool) -> list[Method]:
     """Turn names and :class:`Method` instances into a list of methods with unique names.
 
     ``None`` means every built-in method (the fine-tuning ones only when there is a model).
@@ -466,7 +471,9 @@ def probabilities(
         columns = [str(c) for c in proba.columns]
         unknown = sorted(set(columns) - set(classes))
         if unknown:
-            raise ValueError(f"Method {name!r} returned probabilities for unknown classes {unknown}.")
+            raise ValueError(
+                f"Method {name!r} returned probabilities for unknown classes {unknown}."
+            )
         frame = pd.DataFrame(np.asarray(proba, dtype=float), columns=columns)
         proba = frame.reindex(columns=list(classes), fill_value=0.0).to_numpy()
     proba = np.asarray(proba, dtype=float)
@@ -478,4 +485,3 @@ def probabilities(
     if not np.isfinite(proba).all():
         raise ValueError(f"Method {name!r} returned non-finite probabilities.")
     return proba
-

@@ -16,6 +16,8 @@ RESULTS_CSV = "results.csv"
 SUMMARY_MD = "summary.md"
 PLOT_PNG = "accuracy_vs_k.png"
 
+_TITLES = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1", "auroc": "AUROC"}
+
 
 def _markdown_table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (no dependency on ``tabulate``)."""
@@ -80,15 +82,22 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
         f"- Episodes: {s.get('n_episodes')} per k for k in {list(s.get('k_shots', []))}, seed "
         f"{s.get('seed')}. Support: k samples of every class; query: every other sample of "
         "those classes. All methods see the same episodes, genes and preprocessing.",
-        f"- Wall time: {s.get('wall_seconds', float('nan')):.0f} s.",
+        f"- Wall time of the episodes: {s.get('wall_seconds', float('nan')):.0f} s"
+        + (f" ({s['n_threads']} thread)." if s.get("n_threads") == 1 else "."),
     ]
+    if "pretrain_seconds" in s:
+        lines.append(f"- Pre-training: {s['pretrain_seconds']:.0f} s.")
+    if "task" in s:
+        lines.append(f"- Task: {s['task']}.")
     dropped = s.get("classes_left_out") or {}
     for k, classes in dropped.items():
-        lines.append(f"- At k={k}, classes too small to evaluate were left out: {classes}.")
+        names = ", ".join(f"`{c}`" for c in classes)
+        lines.append(f"- At k={k}, classes too small to evaluate were left out: {names}.")
     lines += ["", "Methods:", ""]
     for name, description in s.get("methods", {}).items():
         lines.append(f"- `{name}`: {description}" if description else f"- `{name}`")
-    lines += ["", f"## {result.metric.replace('_', ' ').capitalize()} (mean [95% CI])", ""]
+    heading = _TITLES.get(result.metric, result.metric)
+    lines += ["", f"## {heading} (mean [95% CI])", ""]
     lines += [_markdown_table(metric_table(result, result.metric)), ""]
     diffs = difference_table(result, result.metric)
     if not diffs.empty:
@@ -103,7 +112,7 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
         lines += [f"- {v}" for v in result.verdicts()] + [""]
     for extra in ("macro_f1", "auroc"):
         if extra in result.table.columns and extra != result.metric:
-            lines += [f"## {extra.replace('_', ' ')} (mean [95% CI])", ""]
+            lines += [f"## {_TITLES[extra]} (mean [95% CI])", ""]
             lines += [_markdown_table(metric_table(result, extra)), ""]
     lines += ["## Seconds per fit (mean; training plus prediction of the query)", ""]
     lines += [_markdown_table(time_table(result)), ""]

@@ -38,11 +38,14 @@ class GeneAlignment:
         For each shared gene, its column in the query.
     reference_index
         For each shared gene, its column in the model's gene order.
+    n_query
+        Number of genes (columns) of the query.
     """
 
     reference: pd.Index
     query_index: np.ndarray
     reference_index: np.ndarray
+    n_query: int
 
     @property
     def n_overlap(self) -> int:
@@ -52,9 +55,9 @@ class GeneAlignment:
     @property
     def is_identity(self) -> bool:
         """Whether the query already has exactly the model's genes in the model's order."""
-        n = self.reference.size
-        return self.n_overlap == n and bool(
-            np.array_equal(self.query_index, np.arange(n))
+        order = np.arange(self.reference.size)
+        return self.n_query == order.size and bool(
+            np.array_equal(self.query_index, order) and np.array_equal(self.reference_index, order)
         )
 
     def transform(self, block) -> np.ndarray:
@@ -99,7 +102,7 @@ def align_genes(
             f"same gene identifiers: query genes look like {query[:3].tolist()}, model genes "
             f"like {reference[:3].tolist()}."
         )
-    alignment = GeneAlignment(reference, query_index, reference_index)
+    alignment = GeneAlignment(reference, query_index, reference_index, query.size)
     if warn and not alignment.is_identity:
         warnings.warn(
             f"Aligned query genes to the model: {n_overlap} of the model's {reference.size} "

@@ -53,9 +53,11 @@ def iter_log_expression(
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     for start in range(0, rows.size, batch_size):
         batch_rows = rows[start : start + batch_size]
-        block = matrix[np.sort(batch_rows)] if indices is not None else matrix[
-            batch_rows[0] : batch_rows[-1] + 1
-        ]
+        block = (
+            matrix[np.sort(batch_rows)]
+            if indices is not None
+            else matrix[batch_rows[0] : batch_rows[-1] + 1]
+        )
         if indices is not None:
             # Fancy indexing of backed/sparse matrices wants sorted rows; restore caller order.
             order = np.argsort(np.argsort(batch_rows))

@@ -124,35 +124,49 @@ def _expected_size(response, offset: int) -> int | None:
     return int(length) + offset
 
 
-def _fetch(url: str, part: Path, *, timeout: float) -> None:
-    """Fetch ``url`` into ``part``, resuming an existing ``part`` when the server allows it."""
-    offset = part.stat().st_size if part.exists() else 0
+def _open(url: str, offset: int, part: Path, *, timeout: float):
+    """Open ``url`` (asking for the bytes from ``offset`` on); map failures to our errors."""
     headers = {"User-Agent": _USER_AGENT}
-    if offset and url.startswith(("http://", "https://")):
+    if offset:
         headers["Range"] = f"bytes={offset}-"
-    else:
-        offset = 0
-    request = urllib.request.Request(url, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            if offset and getattr(response, "status", None) != 206:
-                offset = 0  # the server ignored the Range request: start over
-            expected = _expected_size(response, offset)
-            with open(part, "ab" if offset else "wb") as fh:
-                shutil.copyfileobj(response, fh, _CHUNK)
+        return urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:
-            # The .part file is not a prefix of the remote file (changed upstream): restart.
-            part.unlink()
-            return _fetch(url, part, timeout=timeout)
         if err.code == 404:
             raise RemoteFileNotFoundError(f"{url} does not exist (HTTP 404).") from err
+        if err.code == 416 and offset:
+            return None  # the .part file is no prefix of the remote file: caller restarts
         raise DownloadError(f"Could not download {url}: HTTP {err.code} {err.reason}.") from err
     except (urllib.error.URLError, http.client.HTTPException, OSError) as err:
         reason = getattr(err, "reason", err)
-        if isinstance(reason, FileNotFoundError) or isinstance(err, FileNotFoundError):
+        if isinstance(reason, FileNotFoundError):  # a file:// URL with no file behind it
             raise RemoteFileNotFoundError(f"{url} does not exist ({reason}).") from err
         raise DownloadError(_offline_message(url, reason, part)) from err
+
+
+def _fetch(url: str, part: Path, *, timeout: float) -> None:
+    """Fetch ``url`` into ``part``, resuming an existing ``part`` when the server allows it."""
+    offset = part.stat().st_size if part.exists() else 0
+    if not url.startswith(("http://", "https://")):
+        offset = 0  # only HTTP can resume
+    response = _open(url, offset, part, timeout=timeout)
+    if response is None:
+        part.unlink()
+        offset = 0
+        response = _open(url, offset, part, timeout=timeout)
+    with response:
+        if offset and getattr(response, "status", None) != 206:
+            offset = 0  # the server ignored the Range request: start over
+        expected = _expected_size(response, offset)
+        with open(part, "ab" if offset else "wb") as fh:
+            try:
+                shutil.copyfileobj(response, fh, _CHUNK)
+            except (http.client.HTTPException, ConnectionError, TimeoutError) as err:
+                fh.flush()
+                raise DownloadError(
+                    f"Download of {url} was interrupted ({err}). The partial file is kept at "
+                    f"{part} and will be resumed next time."
+                ) from err
     got = part.stat().st_size
     if expected is not None and got != expected:
         raise DownloadError(

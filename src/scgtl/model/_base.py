@@ -137,7 +137,7 @@ def _check_model_file(path: Path, class_name: str) -> None:
     # model.pt is a pickle, as in every scvi-tools model: load only directories you trust.
     try:
         saved = torch.load(model_file, map_location="cpu", weights_only=False)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same answer
+    except Exception as err:
         raise ValueError(f"{str(model_file)!r} is not a readable scgtl model file: {err}") from err
     attrs = saved.get("attr_dict") if isinstance(saved, dict) else None
     registry = attrs.get("registry_", {}) if isinstance(attrs, dict) else {}

@@ -256,7 +256,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``enable_progress_bar``).
         """
         if max_epochs is None:
-            max_epochs = int(min(100, max(10, 200_000 // max(self.summary_stats.n_obs, 1))))
+            max_epochs = int(min(100, max(10, 200_000 // max(self.adata.n_obs, 1))))
         plan_kwargs = {"lr": lr, "weight_decay": 0.0, **(plan_kwargs or {})}
         super().train(
             max_epochs=max_epochs,
@@ -492,8 +492,9 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
         guide = self._fine_tune_guide(use_guide=use_guide, from_scratch=from_scratch)
         labels = _target_labels(adata, labels_key)
-        support = _support_rows(labels, k_shot=k_shot, seed=seed, support_indices=support_indices,
-                                labels_key=labels_key)
+        support = _support_rows(
+            labels, k_shot=k_shot, seed=seed, support_indices=support_indices, labels_key=labels_key
+        )
         x = torch.cat(
             list(
                 self._log_expression_batches(
@@ -560,7 +561,9 @@ def _target_labels(adata: AnnData, labels_key: str) -> pd.Categorical:
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"The AnnData is empty ({adata.n_obs} obs x {adata.n_vars} vars).")
     if labels_key not in adata.obs:
-        raise KeyError(f"labels_key={labels_key!r} is not a column of adata.obs: {list(adata.obs)}.")
+        raise KeyError(
+            f"labels_key={labels_key!r} is not a column of adata.obs: {list(adata.obs)}."
+        )
     return check_labels(adata.obs[labels_key], labels_key=labels_key)
 
 
@@ -580,7 +583,9 @@ def _support_rows(
     if support.ndim != 1 or support.size == 0 or not np.issubdtype(support.dtype, np.integer):
         raise ValueError("support_indices must be a non-empty 1-d array of integer positions.")
     if support.min() < 0 or support.max() >= len(labels):
-        raise ValueError(f"support_indices must lie in [0, {len(labels)}); got {support.min()}..{support.max()}.")
+        raise ValueError(
+            f"support_indices must lie in [0, {len(labels)}); got {support.min()}..{support.max()}."
+        )
     if np.unique(support).size != support.size:
         raise ValueError("support_indices has duplicates.")
     n_classes = np.unique(np.asarray(labels)[support]).size

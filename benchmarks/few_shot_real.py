@@ -1,0 +1,116 @@
+"""Few-shot benchmark on real data, the numbers of docs/benchmarks.md.
+
+Pre-trains one scgtl.GTL on the PBMC corpus (mudan_pbmcA + kang_stim, raw UMI counts,
+concatenated on their shared genes; 2000 highly variable genes by scanpy's seurat_v3 on the
+corpus counts; self-supervised, scouts from K-means clusters; the model's default settings)
+and runs scgtl.benchmark.few_shot on each target, with every method on the same genes.
+
+    python benchmarks/few_shot_real.py --out benchmarks/results
+
+Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import anndata as ad
+import matplotlib
+import scanpy as sc
+
+from scgtl import benchmark
+from scgtl.benchmark._few_shot import limit_threads
+
+matplotlib.use("Agg")
+
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = ("mudan_ref", "pbmc68k_reduced", "yan")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("SCGTL_DATA_DIR", REPO.parent / "shared" / "data"))
+
+
+def load_corpus(folder: Path) -> ad.AnnData:
+    """mudan_pbmcA + kang_stim, raw counts, inner join on gene names."""
+    parts = {name: ad.read_h5ad(folder / f"{name}.h5ad") for name in ("mudan_pbmcA", "kang_stim")}
+    for part in parts.values():
+        part.obs = part.obs[[]]
+    return ad.concat(parts, join="inner", label="source", index_unique="-")
+
+
+def load_target(name: str, folder: Path) -> tuple[ad.AnnData, str, str]:
+    """(target, labels_key, units)."""
+    if name == "pbmc68k_reduced":
+        full = sc.datasets.pbmc68k_reduced()
+        target = full.raw.to_adata()
+        target.obs = full.obs[["bulk_labels"]].copy()
+        return target, "bulk_labels", "log1p"
+    target = ad.read_h5ad(folder / f"{name}.h5ad")
+    return target, "cell_type", "normalized" if name == "yan" else "counts"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5, 10])
+    parser.add_argument("--n-episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-hvg", type=int, default=2000)
+    parser.add_argument("--max-epochs", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (all steps)")
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
+    parser.add_argument("--plots", type=Path, default=REPO / "docs" / "_static" / "benchmarks")
+    args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+    with limit_threads(args.threads):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    folder = data_dir()
+    timings = {}
+    start = time.perf_counter()
+    corpus = load_corpus(folder)
+    model = benchmark.pretrain(
+        corpus, units="counts", n_hvg=args.n_hvg, max_epochs=args.max_epochs, seed=args.seed
+    )
+    timings["pretrain_seconds"] = time.perf_counter() - start
+    timings["corpus"] = [corpus.n_obs, corpus.n_vars]
+    print(f"pre-trained on {corpus.n_obs} x {corpus.n_vars} in {timings['pretrain_seconds']:.0f} s")
+    args.plots.mkdir(parents=True, exist_ok=True)
+    for name in args.targets:
+        target, labels_key, units = load_target(name, folder)
+        t0 = time.perf_counter()
+        result = benchmark.few_shot(
+            model,
+            target,
+            labels_key=labels_key,
+            k_shots=args.k_shots,
+            n_episodes=args.n_episodes,
+            seed=args.seed,
+            units=units,
+            n_threads=args.threads,
+        )
+        timings[name] = time.perf_counter() - t0
+        title = f"{name}: pre-trained on mudan_pbmcA + kang_stim"
+        paths = result.save(args.out / name, title=title)
+        shutil.copy(paths["plot"], args.plots / f"{name}.png")
+        print(f"{name}: {timings[name]:.0f} s")
+        for line in result.verdicts():
+            print("  " + line)
+    timings["threads"] = args.threads
+    timings["total_seconds"] = time.perf_counter() - start
+    (args.out / "few_shot_real_timings.json").write_text(json.dumps(timings, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

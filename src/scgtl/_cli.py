@@ -1,0 +1,242 @@
+"""The ``scgtl`` command line: ``scgtl benchmark ...``.
+
+A thin layer over :mod:`scgtl.benchmark`: it reads files, calls the library and writes the
+results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+_UNITS = ("counts", "normalized", "log1p")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _add_benchmark_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "benchmark",
+        help="few-shot benchmark: GTL beside simple baselines",
+        description=(
+            "Few-shot benchmark of GTL beside plain fine-tuning, training from scratch, "
+            "logistic regression, PCA + logistic regression and kNN on PCA, on the same seeded "
+            "episodes. Writes results.csv, summary.md and accuracy_vs_k.png into --out. "
+            "Without --corpus/--model/--target it runs the embedded default: scanpy's "
+            "pbmc68k_reduced, pre-trained on six cell types, few-shot on four held-out ones."
+        ),
+    )
+    source = p.add_argument_group("pre-trained model (one of; neither: embedded default)")
+    source.add_argument("--corpus", type=Path, help="pre-training corpus (.h5ad)")
+    source.add_argument("--model", type=Path, help="directory of a saved scgtl.GTL model")
+    source.add_argument("--corpus-layer", help="layer of the corpus with the values (default X)")
+    source.add_argument(
+        "--units", choices=_UNITS, default="counts", help="units of the corpus (default counts)"
+    )
+    source.add_argument(
+        "--labels-key-corpus", help="obs column of corpus labels (supervised pre-training)"
+    )
+    source.add_argument(
+        "--max-epochs", type=_positive_int, help="pre-training epochs (default: the model's)"
+    )
+    source.add_argument(
+        "--n-hvg",
+        type=int,
+        default=2000,
+        help="highly variable genes of the corpus to pre-train on (0: all genes; default 2000)",
+    )
+    source.add_argument("--save-model", type=Path, help="save the pre-trained model here")
+    target = p.add_argument_group("target")
+    target.add_argument("--target", type=Path, help="labelled target data (.h5ad)")
+    target.add_argument("--labels-key", help="obs column of the target's classes")
+    target.add_argument("--target-layer", help="layer of the target (default X)")
+    target.add_argument(
+        "--target-units", choices=_UNITS, help="units of the target (default: the corpus's)"
+    )
+    run = p.add_argument_group("benchmark")
+    run.add_argument(
+        "--k-shots",
+        type=_positive_int,
+        nargs="+",
+        default=[1, 3, 5, 10],
+        help="support samples per class (default 1 3 5 10)",
+    )
+    run.add_argument(
+        "--n-episodes", type=_positive_int, default=20, help="episodes per k (default 20)"
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
+    run.add_argument("--methods", nargs="+", help="methods to run (default: all built-in methods)")
+    run.add_argument("--out", type=Path, default=Path("scgtl_benchmark"), help="output folder")
+    run.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch/BLAS threads (default 1: the fits are small and cores are often shared)",
+    )
+    run.add_argument("--title", help="title of the report and plot")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_benchmark, check=_check_args, subparser=p)
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.corpus is not None and args.model is not None:
+        parser.error("give --corpus or --model, not both")
+    has_source = args.corpus is not None or args.model is not None
+    if args.target is None and has_source:
+        parser.error("--target is required with --corpus or --model")
+    if args.target is not None and not has_source:
+        parser.error("--target needs a pre-trained model: give --corpus or --model")
+    if args.target is not None and not args.labels_key:
+        parser.error("--labels-key is required with --target")
+    for name in ("corpus", "target"):
+        path = getattr(args, name)
+        if path is not None and not path.is_file():
+            parser.error(f"--{name} {path} is not a file")
+    if args.model is not None and not args.model.is_dir():
+        parser.error(f"--model {args.model} is not a directory")
+    if args.n_hvg < 0:
+        parser.error(f"--n-hvg must be >= 0, got {args.n_hvg}")
+
+
+def _quiet_lightning() -> None:
+    """Keep Lightning's banners and two of its harmless warnings out of the command's output."""
+    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+def _run_default(args: argparse.Namespace):
+    from scgtl import benchmark
+
+    train_kwargs = {"max_epochs": args.max_epochs} if args.max_epochs else None
+    return benchmark.run_default(
+        k_shots=args.k_shots,
+        n_episodes=args.n_episodes,
+        seed=args.seed,
+        methods=args.methods,
+        train_kwargs=train_kwargs,
+        n_threads=args.threads,
+        progress=not args.quiet,
+    )
+
+
+def _run_files(args: argparse.Namespace):
+    import anndata as ad
+
+    from scgtl import benchmark
+    from scgtl.benchmark._methods import resolve_methods
+
+    resolve_methods(args.methods, has_model=True)  # fail before pre-training, not after
+    if args.model is not None:
+        from scgtl.model import GTL
+
+        model = GTL.load(args.model)
+    else:
+        corpus = ad.read_h5ad(args.corpus)
+        model = benchmark.pretrain(
+            corpus,
+            layer=args.corpus_layer,
+            units=args.units,
+            labels_key=args.labels_key_corpus,
+            n_hvg=args.n_hvg or None,
+            max_epochs=args.max_epochs,
+            seed=args.seed,
+            progress=not args.quiet,
+        )
+    if args.save_model is not None:
+        model.save(args.save_model, overwrite=True)
+    target = ad.read_h5ad(args.target)
+    return benchmark.few_shot(
+        model,
+        target,
+        labels_key=args.labels_key,
+        k_shots=args.k_shots,
+        n_episodes=args.n_episodes,
+        seed=args.seed,
+        methods=args.methods,
+        layer=args.target_layer,
+        units=args.target_units,
+        n_threads=args.threads,
+        progress=not args.quiet,
+    )
+
+
+def _benchmark(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from scgtl.benchmark._few_shot import limit_threads
+
+    _quiet_lightning()
+    start = time.perf_counter()
+    with limit_threads(args.threads):
+        if args.target is None:
+            result = _run_default(args)
+            title = args.title or "scgtl embedded default (pbmc68k_reduced, held-out cell types)"
+        else:
+            result = _run_files(args)
+            title = args.title or f"Few-shot benchmark on {args.target.name}"
+    result.settings["total_seconds"] = time.perf_counter() - start
+    paths = result.save(args.out, title=title)
+    for line in result.verdicts():
+        print(line)
+    print(f"Done in {result.settings['total_seconds']:.0f} s. Wrote:")
+    for path in paths.values():
+        print(f"  {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``scgtl`` argument parser."""
+    from scgtl import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="scgtl", description="Guided Transfer Learning for few-shot RNA-seq."
+    )
+    parser.add_argument("--version", action="version", version=f"scgtl {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_benchmark_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``scgtl`` command line; returns the exit status.
+
+    Parameters
+    ----------
+    argv
+        Arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    args.check(args.subparser, args)
+    try:
+        return args.func(args)
+    except (ValueError, KeyError, FileNotFoundError) as err:
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"scgtl {args.command}: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Honest few-shot benchmarks: GTL beside the simple baselines, on the same episodes.
+
+:func:`few_shot` draws seeded episodes from a labelled target (``k`` samples per class as the
+support set, every other sample as the query set) and runs every method on each of them:
+
+``gtl``
+    guided fine-tuning of the pre-trained model (``model.fine_tune(..., use_guide=True)``);
+``finetune``
+    plain transfer learning, the same fine-tuning without the guide;
+``scratch``
+    the same network trained from a random initialisation;
+``logreg``
+    logistic regression on log-normalised expression;
+``pca_logreg``
+    logistic regression on 50 principal components, the PCA fit on the unlabelled target;
+``pca_knn``
+    k-nearest neighbours on those components.
+
+All methods see the same genes (the model's) and the same log-normalisation (the model's own
+input transform). :class:`FewShotResult` holds the tidy per-episode table and gives the
+summary (mean and 95% CI per method and ``k``, paired differences to GTL with Wilcoxon
+p-values), a plain-language verdict per ``k``, a plot and a Markdown report.
+
+Adding a method
+---------------
+Subclass :class:`Method`: give it a ``name`` and a ``fit_predict_proba(task, *, seed)`` that
+learns from ``task.X_support`` / ``task.y_support`` (or ``task.X_pca_support``, or
+``task.masked_target()`` and ``task.support_indices``) and returns probabilities for the query
+rows, columns in ``task.classes`` order (or a DataFrame with class names as columns)::
+
+    from sklearn.ensemble import RandomForestClassifier
+
+    class RandomForest(scgtl.benchmark.Method):
+        name = "random_forest"
+
+        def fit_predict_proba(self, task, *, seed):
+            rf = RandomForestClassifier(random_state=seed).fit(task.X_support, task.y_support)
+            return rf.predict_proba(task.X_query)
+
+    methods = [*scgtl.benchmark.DEFAULT_METHODS, RandomForest()]
+    res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", methods=methods)
+
+Any scikit-learn classifier also fits in one line:
+``SklearnMethod("random_forest", RandomForestClassifier(), representation="pca")``.
+"""
+
+from scgtl.benchmark._default import DEFAULT_SPLIT, default_task, run_default
+from scgtl.benchmark._episodes import Episode, episode_seed, make_episodes
+from scgtl.benchmark._few_shot import few_shot, score
+from scgtl.benchmark._methods import (
+    DEFAULT_METHODS,
+    FewShotTask,
+    FineTuneMethod,
+    KNNMethod,
+    Method,
+    SklearnMethod,
+    builtin_methods,
+)
+from scgtl.benchmark._pretrain import pretrain, select_genes
+from scgtl.benchmark._result import FewShotResult
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "DEFAULT_SPLIT",
+    "Episode",
+    "FewShotResult",
+    "FewShotTask",
+    "FineTuneMethod",
+    "KNNMethod",
+    "Method",
+    "SklearnMethod",
+    "builtin_methods",
+    "default_task",
+    "episode_seed",
+    "few_shot",
+    "make_episodes",
+    "pretrain",
+    "run_default",
+    "score",
+    "select_genes",
+]

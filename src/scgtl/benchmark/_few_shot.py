@@ -1,0 +1,297 @@
+"""The few-shot benchmark loop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
+
+from scgtl.benchmark._episodes import check_k_shots, check_n_episodes, make_episodes
+from scgtl.benchmark._methods import (
+    FewShotTask,
+    TargetData,
+    probabilities,
+    resolve_methods,
+)
+from scgtl.benchmark._result import FewShotResult
+from scgtl.data import align_genes, check_labels, check_units_name
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from anndata import AnnData
+
+    from scgtl.benchmark._episodes import Episode
+    from scgtl.benchmark._methods import Method
+
+#: Loggers that announce every Lightning ``Trainer`` a fine-tuning may create.
+_NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
+
+
+def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
+    """Balanced accuracy, macro F1 and (two classes) AUROC of class probabilities."""
+    classes = list(classes)
+    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    scores = {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+        ),
+    }
+    if len(classes) == 2:
+        positive = np.asarray(y_true) == classes[1]
+        scores["auroc"] = (
+            float(roc_auc_score(positive, proba[:, 1]))
+            if 0 < positive.sum() < positive.size
+            else np.nan
+        )
+    return scores
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence the per-fit gene-overlap warnings and Lightning's banners inside the loop."""
+    levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Aligned query genes", category=UserWarning)
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*GPU available.*")
+        for name in _NOISY_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            yield
+        finally:
+            for name, level in levels.items():
+                logging.getLogger(name).setLevel(level)
+
+
+@contextlib.contextmanager
+def limit_threads(n_threads: int | None) -> Iterator[None]:
+    """Limit torch and BLAS/OpenMP threads to ``n_threads`` (``None``: leave them alone)."""
+    if n_threads is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n_threads)
+    try:
+        with threadpool_limits(limits=n_threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, enabled: bool):
+    """A rich progress bar on stderr, or a no-op."""
+    if not enabled:
+        yield lambda description: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task("few-shot benchmark", total=total)
+
+        def advance(description: str) -> None:
+            bar.update(task, advance=1, description=description)
+
+        yield advance
+
+
+def _check_target(target: AnnData, labels_key: str) -> np.ndarray:
+    if labels_key not in target.obs.columns:
+        raise KeyError(
+            f"labels_key={labels_key!r} is not a column of target.obs; available: "
+            f"{list(target.obs.columns)}."
+        )
+    return np.asarray(check_labels(target.obs[labels_key], labels_key=labels_key)).astype(str)
+
+
+def _run_episode(episode: Episode, methods: list[Method], data: TargetData, advance) -> list[dict]:
+    task = FewShotTask(episode, data)
+    y_query = data.labels[episode.query]
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        raw = method.fit_predict_proba(task, seed=episode.seed)
+        seconds = time.perf_counter() - start
+        proba = probabilities(raw, episode.classes, n_query=episode.query.size, name=method.name)
+        rows.append(
+            {
+                "method": method.name,
+                "k": episode.k,
+                "episode": episode.episode,
+                "seed": episode.seed,
+                "n_classes": len(episode.classes),
+                "n_support": episode.support.size,
+                "n_query": episode.query.size,
+                **score(y_query, proba, episode.classes),
+                "fit_seconds": seconds,
+            }
+        )
+        advance(f"k={episode.k} episode {episode.episode + 1} · {method.name}")
+    return rows
+
+
+def few_shot(
+    model,
+    target: AnnData,
+    *,
+    labels_key: str,
+    k_shots: Sequence[int] | int = (1, 3, 5, 10),
+    n_episodes: int = 20,
+    seed: int = 0,
+    methods: Sequence[str | Method] | None = None,
+    layer: str | None = None,
+    units: str | None = None,
+    reference: str = "gtl",
+    n_threads: int | None = 1,
+    progress: bool = True,
+) -> FewShotResult:
+    """Compare guided fine-tuning with simple baselines on seeded few-shot episodes.
+
+    For every ``k`` in ``k_shots`` and each of ``n_episodes`` episodes, ``k`` samples of each
+    class of ``target.obs[labels_key]`` form the support set and every other sample the query
+    set; every method learns from the same support set and is scored on the same query set,
+    over the same genes (the model's) and the same log-normalisation (the model's own input
+    transform).
+
+    Parameters
+    ----------
+    model
+        A pre-trained :class:`scgtl.GTL`, or ``None`` to run the baselines alone on the
+        target's own genes.
+    target
+        The labelled target data; it is not modified.
+    labels_key
+        Column of ``target.obs`` with the classes.
+    k_shots
+        Support samples per class. Classes with fewer than ``k + 1`` samples are left out at
+        that ``k`` (with a warning); a ``k`` with fewer than two classes left is skipped.
+    n_episodes
+        Episodes per ``k``.
+    seed
+        Seed of the whole benchmark; episode ``e`` at ``k`` uses a seed derived from
+        ``(seed, k, e)`` (see :func:`scgtl.benchmark.episode_seed`).
+    methods
+        Method names and/or :class:`scgtl.benchmark.Method` instances. Default: every built-in
+        method, ``("gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn")``; only the
+        last three when ``model`` is ``None``.
+    layer
+        Layer of ``target`` with the expression (default ``.X``).
+    units
+        Units of that expression (``"counts"``, ``"normalized"``, ``"log1p"``); default: the
+        model's units. Required when ``model`` is ``None``.
+    reference
+        The method compared with each other one (paired differences, verdicts); when the
+        default ``"gtl"`` does not run, the first method.
+    n_threads
+        Threads of torch and of the BLAS/OpenMP libraries during the fits. The few-shot fits
+        are small, and on a shared machine several threads per fit mostly wait for each other;
+        ``None`` leaves the thread settings alone.
+    progress
+        Show a progress bar (on stderr).
+
+    Returns
+    -------
+    The per-episode scores and their statistics; see :class:`scgtl.benchmark.FewShotResult`.
+
+    Examples
+    --------
+    >>> res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", k_shots=(1, 5))
+    >>> res.summary()
+    >>> res.plot()
+    """
+    k_shots = check_k_shots(k_shots)
+    n_episodes = check_n_episodes(n_episodes)
+    labels = _check_target(target, labels_key)
+    methods = resolve_methods(methods, has_model=model is not None)
+    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+        raise ValueError(f"n_threads={n_threads!r} must be None or an integer >= 1.")
+    if units is None:
+        if model is None:
+            raise ValueError("units= is required when model is None.")
+        units = model.units
+    check_units_name(units)
+    genes = target.var_names if model is None else model.gene_names
+    alignment = align_genes(target.var_names, genes)
+    data = TargetData(
+        adata=target,
+        labels=labels,
+        labels_key=labels_key,
+        layer=layer,
+        units=units,
+        alignment=alignment,
+        model=model,
+    )
+    names = [m.name for m in methods]
+    if reference not in names:
+        if reference != "gtl":
+            raise ValueError(f"reference={reference!r} is not one of the methods {names}.")
+        reference = names[0]
+
+    start = time.perf_counter()
+    episodes = make_episodes(
+        labels, k_shots=k_shots, n_episodes=n_episodes, seed=seed, labels_key=labels_key
+    )
+    left_out = {}
+    all_classes = sorted(str(c) for c in set(labels))
+    for k in k_shots:
+        classes = next((e.classes for e in episodes if e.k == k), None)
+        if classes is not None and len(classes) < len(all_classes):
+            left_out[k] = [str(c) for c in sorted(set(all_classes) - set(classes))]
+
+    rows: list[dict] = []
+    with (
+        limit_threads(n_threads),
+        _progress_bar(len(episodes) * len(methods), progress) as advance,
+        _quiet(),
+    ):
+        if any(not m.needs_model for m in methods):
+            # Read and project the target once, outside the timed fits.
+            _ = data.X_log, data.X_pca
+        for episode in episodes:
+            rows.extend(_run_episode(episode, methods, data, advance))
+    wall = time.perf_counter() - start
+
+    table = pd.DataFrame(rows)
+    settings = {
+        "labels_key": labels_key,
+        "k_shots": [k for k in k_shots if any(e.k == k for e in episodes)],
+        "n_episodes": n_episodes,
+        "seed": seed,
+        "n_obs": target.n_obs,
+        "n_classes": len(all_classes),
+        "n_genes": len(genes),
+        "n_genes_shared": alignment.n_overlap,
+        "units": units,
+        "layer": layer,
+        "methods": {m.name: m.description for m in methods},
+        "classes_left_out": left_out,
+        "wall_seconds": wall,
+        "n_threads": n_threads,
+    }
+    return FewShotResult(table=table, reference=reference, settings=settings, episodes=episodes)
