@@ -168,6 +168,18 @@ def test_variants_differ_and_use_the_given_support(model, target):
     )
 
 
+def test_support_indices_need_labels_only_on_the_support(model, target):
+    partly = target.copy()
+    labels = partly.obs["bulk_labels"].astype(object)
+    support = np.flatnonzero(labels.groupby(labels).cumcount().to_numpy() < 2)
+    labels.iloc[np.setdiff1d(np.arange(partly.n_obs), support)] = np.nan
+    partly.obs["bulk_labels"] = labels
+    clf = model.fine_tune(partly, labels_key="bulk_labels", support_indices=support)
+    assert clf.classes_ == sorted(target.obs["bulk_labels"].astype(str).unique())
+    with pytest.raises(ValueError, match="missing labels"):
+        model.fine_tune(partly, labels_key="bulk_labels", k_shot=1)
+
+
 def test_zero_guide_keeps_the_pretrained_encoder(model, target):
     saved = model.guide_
     model.guide_ = {k: torch.zeros_like(v) for k, v in saved.items()}

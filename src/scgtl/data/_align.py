@@ -105,11 +105,16 @@ def align_genes(
     alignment = GeneAlignment(reference, query_index, reference_index, query.size)
     if warn and not alignment.is_identity:
         warnings.warn(
-            f"Aligned query genes to the model: {n_overlap} of the model's {reference.size} "
-            f"genes found ({n_overlap / reference.size:.0%}); {reference.size - n_overlap} "
-            f"missing genes are zero-filled and {query.size - n_overlap} extra query genes are "
-            "dropped.",
-            UserWarning,
-            stacklevel=3,
+            _alignment_message(n_overlap, reference.size, query.size), UserWarning, stacklevel=3
         )
     return alignment
+
+
+def _alignment_message(n_overlap: int, n_reference: int, n_query: int) -> str:
+    if n_overlap == n_reference == n_query:
+        return "Aligned query genes to the model: the same genes in another order, reordered."
+    return (
+        f"Aligned query genes to the model: {n_overlap} of the model's {n_reference} genes "
+        f"found ({n_overlap / n_reference:.0%}); {n_reference - n_overlap} missing genes are "
+        f"zero-filled and {n_query - n_overlap} extra query genes are dropped."
+    )

@@ -475,7 +475,8 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Units of ``adata``'s values; defaults to the corpus's units.
         support_indices
             Positions of the rows to train on, instead of drawing ``k_shot`` per class (the
-            benchmark uses it so every method sees the same support set).
+            benchmark uses it so every method sees the same support set). Only these rows need
+            labels: the others may be missing (NaN).
         use_guide
             Scale each update by the guide (GTL). ``False`` is plain fine-tuning.
         from_scratch
@@ -502,7 +503,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 )
             )
         )
-        support_labels = pd.Categorical(np.asarray(labels)[support])
+        support_labels = pd.Categorical(labels.iloc[support].astype(str))
         classes = support_labels.categories
         y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)
         with torch.random.fork_rng(devices=[]):
@@ -555,7 +556,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return self.guide_
 
 
-def _target_labels(adata: AnnData, labels_key: str) -> pd.Categorical:
+def _target_labels(adata: AnnData, labels_key: str) -> pd.Series:
     if not isinstance(adata, AnnData):
         raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
     if adata.n_obs == 0 or adata.n_vars == 0:
@@ -564,21 +565,23 @@ def _target_labels(adata: AnnData, labels_key: str) -> pd.Categorical:
         raise KeyError(
             f"labels_key={labels_key!r} is not a column of adata.obs: {list(adata.obs)}."
         )
-    return check_labels(adata.obs[labels_key], labels_key=labels_key)
+    return adata.obs[labels_key]
 
 
 def _support_rows(
-    labels: pd.Categorical,
+    labels: pd.Series,
     *,
     k_shot: int | None,
     seed: int,
     support_indices,
     labels_key: str,
 ) -> np.ndarray:
+    """Positions of the support set; only the support's labels need to be present."""
     if support_indices is None:
         if k_shot is None:
             raise ValueError("Pass k_shot (labelled samples per class) or support_indices.")
-        return sample_k_shot(labels, k_shot, seed=seed, labels_key=labels_key)
+        checked = check_labels(labels, labels_key=labels_key)
+        return sample_k_shot(checked, k_shot, seed=seed, labels_key=labels_key)
     support = np.asarray(support_indices)
     if support.ndim != 1 or support.size == 0 or not np.issubdtype(support.dtype, np.integer):
         raise ValueError("support_indices must be a non-empty 1-d array of integer positions.")
@@ -588,9 +591,7 @@ def _support_rows(
         )
     if np.unique(support).size != support.size:
         raise ValueError("support_indices has duplicates.")
-    n_classes = np.unique(np.asarray(labels)[support]).size
-    if n_classes < 2:
-        raise ValueError(f"support_indices cover {n_classes} class; at least 2 are needed.")
+    check_labels(labels.iloc[support], labels_key=labels_key)
     if k_shot is not None:
         warnings.warn("k_shot is ignored when support_indices is given.", UserWarning, stacklevel=3)
     return np.sort(support)
