@@ -53,15 +53,12 @@ def iter_log_expression(
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     for start in range(0, rows.size, batch_size):
         batch_rows = rows[start : start + batch_size]
-        block = (
-            matrix[np.sort(batch_rows)]
-            if indices is not None
-            else matrix[batch_rows[0] : batch_rows[-1] + 1]
-        )
-        if indices is not None:
+        if indices is None:
+            block = matrix[batch_rows[0] : batch_rows[-1] + 1]
+        else:
             # Fancy indexing of backed/sparse matrices wants sorted rows; restore caller order.
-            order = np.argsort(np.argsort(batch_rows))
-            block = block[order]
+            ascending = np.argsort(batch_rows)
+            block = matrix[batch_rows[ascending]][np.argsort(ascending)]
         check_block(block, units, where=where)
         library = torch.as_tensor(row_sums(block))
         x = torch.as_tensor(alignment.transform(block), dtype=torch.float32)
