@@ -376,3 +376,26 @@ def test_layer_is_read_by_every_method(tiny_model, pbmc_task):
     pd.testing.assert_frame_equal(a[cols], b[cols])
     with pytest.raises(ValueError, match="negative values"):
         benchmark.few_shot(tiny_model, layered, **kw)
+
+
+def test_pretrain_keeps_totals_over_all_corpus_genes(shared_data_dir):
+    corpus = ad.read_h5ad(shared_data_dir / "mudan_pbmcA.h5ad")[:1000].copy()
+    snapshot = _snapshot(corpus)
+    model = benchmark.pretrain(
+        corpus,
+        units="counts",
+        n_hvg=200,
+        max_epochs=1,
+        progress=False,
+        train_kwargs={"compute_guide": False},
+    )
+    _assert_unchanged(corpus, snapshot)
+    assert model.library_size_key == "scgtl_library_size"
+    assert model.adata.n_vars == 200
+    np.testing.assert_allclose(
+        model.adata.obs["scgtl_library_size"], np.asarray(corpus.X.sum(1)).ravel(), rtol=1e-6
+    )
+    # The corpus itself, read with all its genes, embeds exactly as pre-training saw it.
+    with pytest.warns(UserWarning, match="extra query genes are dropped"):
+        as_query = model.get_latent_representation(corpus)
+    np.testing.assert_allclose(model.get_latent_representation(), as_query, atol=1e-5)

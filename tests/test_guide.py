@@ -12,7 +12,7 @@ from scgtl.guide import (
     parameter_changes,
     sample_scout_tasks,
 )
-from scgtl.train import GuidedUpdate, fit_few_shot
+from scgtl.train import GuidedUpdate, check_head_init, fit_few_shot, prototype_head, run_scouts
 
 
 def test_mean_change_squared_and_absolute():
@@ -117,3 +117,40 @@ def test_scout_tasks_are_balanced_seeded_and_valid():
     assert all(np.array_equal(a.indices, b.indices) for a, b in zip(tasks, again, strict=True))
     with pytest.raises(ValueError, match="n_way=4 needs 4"):
         sample_scout_tasks(groups, n_scouts=1, n_way=4, k_shot=3)
+
+
+def test_prototype_head_is_the_nearest_class_mean_classifier():
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Linear(6, 4), nn.Dropout(0.5))
+    encoder.train()
+    x = torch.randn(30, 6)
+    y = torch.arange(3).repeat(10)
+    head = prototype_head(encoder, x, y, 3)
+    assert encoder.training  # mode restored
+    encoder.eval()
+    with torch.no_grad():
+        z = encoder(x)
+        means = torch.stack([z[y == c].mean(0) for c in range(3)])
+        nearest = torch.cdist(z, means).argmin(1)
+        assert torch.equal(head(z).argmax(1), nearest)
+    with pytest.raises(ValueError, match=r"Classes \[2\]"):
+        prototype_head(encoder, x[y < 2], y[y < 2], 3)
+    with pytest.raises(ValueError, match="head_init='zeros'"):
+        check_head_init("zeros")
+
+
+def test_scouts_with_either_head_init_leave_the_encoder_unchanged():
+    torch.manual_seed(0)
+    encoder = nn.Linear(5, 3)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    x = torch.randn(20, 5)
+    groups = np.repeat(np.array(["a", "b"]), 10)
+    tasks = sample_scout_tasks(groups, n_scouts=2, n_way=2, k_shot=3, seed=0)
+    for head_init in ("prototypes", "random"):
+        scouts = run_scouts(
+            encoder, x, tasks, n_latent=3, n_steps=5, progress=False, head_init=head_init
+        )
+        changes = list(scouts)
+        assert len(changes) == 2 and all(float(c["weight"].abs().sum()) > 0 for c in changes)
+    for k, v in encoder.state_dict().items():
+        assert torch.equal(v, before[k])

@@ -430,3 +430,52 @@ def test_backed_corpus_trains(tmp_path):
         guide_kwargs={"n_scouts": 2, "n_steps": 5, "n_clusters": 3, "k_shot": 2},
     )
     assert gtl.get_latent_representation().shape == (60, 4)
+
+
+# ---------------------------------------------------------------- library size and head init
+def test_library_size_key_normalises_the_corpus_like_a_query():
+    """A corpus restricted to some genes, with totals over all genes, embeds like the full query."""
+    full = _counts(n_obs=60, n_vars=30)
+    corpus = full[:, :12].copy()
+    corpus.obs["total"] = np.asarray(full.X.sum(1)).ravel()
+    scgtl.GTL.setup_anndata(corpus, units="counts", library_size_key="total")
+    gtl = scgtl.GTL(corpus, n_hidden=16, n_latent=4)
+    assert gtl.library_size_key == "total"
+    gtl.train(max_epochs=2, enable_progress_bar=False, compute_guide=False)
+    with pytest.warns(UserWarning, match="extra query genes are dropped"):
+        as_query = gtl.get_latent_representation(full[:, ::-1].copy())
+    np.testing.assert_allclose(gtl.get_latent_representation(), as_query, atol=1e-5)
+    # Without the totals the same rows are normalised over 12 genes only: a different input.
+    plain = corpus.copy()
+    del plain.obs["total"]
+    assert not np.allclose(gtl.get_latent_representation(plain), as_query, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("value", "units", "match"),
+    [
+        (-1.0, "counts", "positive"),
+        (np.nan, "counts", "positive"),
+        (10.0, "log1p", "units='log1p'"),
+    ],
+)
+def test_setup_anndata_rejects_bad_library_sizes(value, units, match):
+    adata = _counts()
+    adata.obs["total"] = 50.0
+    adata.obs.iloc[0, adata.obs.columns.get_loc("total")] = value
+    with pytest.raises(ValueError, match=match):
+        scgtl.GTL.setup_anndata(adata, units=units, library_size_key="total")
+    with pytest.raises(KeyError, match="library_size_key='nope'"):
+        scgtl.GTL.setup_anndata(_counts(), library_size_key="nope")
+
+
+def test_head_init_choices(model, target):
+    protos = model.fine_tune(target, labels_key="bulk_labels", k_shot=3, seed=0)
+    rand = model.fine_tune(target, labels_key="bulk_labels", k_shot=3, seed=0, head_init="random")
+    assert protos.fit_record_["head_init"] == "prototypes"
+    assert rand.fit_record_["head_init"] == "random"
+    # Starting from the nearest-class-mean classifier, the first loss is already low.
+    assert protos.fit_record_["losses"][0] < rand.fit_record_["losses"][0]
+    assert _query_balanced_accuracy(protos, target) > 2.0 / target.obs["bulk_labels"].nunique()
+    with pytest.raises(ValueError, match="head_init='mean'"):
+        model.fine_tune(target, labels_key="bulk_labels", k_shot=1, head_init="mean")

@@ -8,7 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scgtl.data import check_units_name
+from scgtl.data import check_units_name, get_matrix
+from scgtl.data._units import row_sums
+
+#: ``obs`` column in which :func:`pretrain` stores each corpus row's total over all its genes.
+LIBRARY_SIZE_KEY = "scgtl_library_size"
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -71,7 +75,10 @@ def pretrain(
 ):
     """Pre-train a :class:`scgtl.GTL` on a corpus, restricted to its most variable genes.
 
-    The caller's AnnData is not modified: the model is set up on a copy of the selected genes.
+    The caller's AnnData is not modified: the model is set up on a copy of the selected genes,
+    whose ``obs['scgtl_library_size']`` keeps each row's total over *all* corpus genes (for
+    counts and normalised values), so that pre-training normalises cells exactly as the model
+    later normalises a query.
 
     Parameters
     ----------
@@ -100,11 +107,27 @@ def pretrain(
 
     genes = select_genes(corpus, n_hvg=n_hvg, layer=layer, units=units)
     work = corpus[:, genes].copy()
+    library_size_key = None
+    if units != "log1p":
+        library_size_key = LIBRARY_SIZE_KEY
+        work.obs[library_size_key] = _totals(get_matrix(corpus, layer))
     scvi.settings.seed = seed
-    GTL.setup_anndata(work, layer=layer, labels_key=labels_key, units=units)
+    GTL.setup_anndata(
+        work, layer=layer, labels_key=labels_key, units=units, library_size_key=library_size_key
+    )
     model = GTL(work, **(model_kwargs or {}))
     kwargs = dict(train_kwargs or {})
     kwargs.setdefault("enable_progress_bar", progress)
     guide_kwargs = {"seed": seed, "progress": progress, **kwargs.pop("guide_kwargs", {})}
     model.train(max_epochs=max_epochs, guide_kwargs=guide_kwargs, **kwargs)
     return model
+
+
+def _totals(matrix, chunk_size: int = 10_000) -> np.ndarray:
+    """Per-row totals of a (possibly backed) matrix, chunk by chunk."""
+    return np.concatenate(
+        [
+            row_sums(matrix[start : start + chunk_size])
+            for start in range(0, matrix.shape[0], chunk_size)
+        ]
+    )

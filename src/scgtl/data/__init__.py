@@ -3,12 +3,18 @@
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
 from scgtl.data._reading import get_matrix, iter_log_expression, read_log_expression
 from scgtl.data._sampling import check_labels, sample_k_shot
-from scgtl.data._units import check_matrix, check_units_name, log_expression
+from scgtl.data._units import (
+    check_library_sizes,
+    check_matrix,
+    check_units_name,
+    log_expression,
+)
 
 __all__ = [
     "GeneAlignment",
     "align_genes",
     "check_labels",
+    "check_library_sizes",
     "check_matrix",
     "check_unique_genes",
     "check_units_name",

@@ -42,11 +42,13 @@ def iter_log_expression(
     indices: np.ndarray | None = None,
     batch_size: int = 1024,
     device: torch.device | str = "cpu",
+    library_size: np.ndarray | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield batches of rows as log expression over the model's genes.
 
     Each batch is checked against ``units``, its library size taken over all of the query's
-    genes, aligned to the model's genes and transformed; only one batch is dense at a time.
+    genes (or from ``library_size``, one total per row of ``adata``), aligned to the model's
+    genes and transformed; only one batch is dense at a time.
     """
     matrix = get_matrix(adata, layer)
     rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
@@ -60,7 +62,10 @@ def iter_log_expression(
             ascending = np.argsort(batch_rows)
             block = matrix[batch_rows[ascending]][np.argsort(ascending)]
         check_block(block, units, where=where)
-        library = torch.as_tensor(row_sums(block))
+        if library_size is None:
+            library = torch.as_tensor(row_sums(block))
+        else:
+            library = torch.as_tensor(np.asarray(library_size, dtype=np.float32)[batch_rows])
         x = torch.as_tensor(alignment.transform(block), dtype=torch.float32)
         yield log_expression(x, units, library).to(device)
 

@@ -75,6 +75,33 @@ def check_matrix(matrix, units: Units, *, where: str = "X", chunk_size: int = 10
         check_block(matrix[start : start + chunk_size], units, where=where)
 
 
+def check_library_sizes(values, units: Units, *, key: str) -> np.ndarray:
+    """Per-row totals from ``obs[key]`` as float32, checked: finite and positive.
+
+    Raises
+    ------
+    ValueError
+        Non-numeric, missing, non-finite or non-positive totals, or ``units="log1p"`` (whose
+        values are already normalised, so totals are not used).
+    """
+    if units == "log1p":
+        raise ValueError(
+            f"library_size_key={key!r} was given with units='log1p', whose values are already "
+            "normalised; it only applies to units='counts' or 'normalized'."
+        )
+    try:
+        totals = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"obs[{key!r}] must hold numeric per-row totals.") from err
+    bad = ~np.isfinite(totals) | (totals <= 0)
+    if bad.any():
+        raise ValueError(
+            f"obs[{key!r}] must hold finite, positive per-row totals; {int(bad.sum())} rows do "
+            f"not (e.g. {totals[bad][0]!r})."
+        )
+    return totals.astype(np.float32)
+
+
 def row_sums(block) -> np.ndarray:
     """Per-row totals of a dense or sparse block as a float32 vector."""
     return np.asarray(block.sum(axis=1), dtype=np.float32).ravel()

@@ -43,6 +43,7 @@ class ScgtlModelMixin:
         batch_size: int,
         indices: np.ndarray | None = None,
         warn: bool = True,
+        library_size: np.ndarray | None = None,
     ) -> Iterator[torch.Tensor]:
         if not isinstance(adata, AnnData):
             raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
@@ -58,6 +59,7 @@ class ScgtlModelMixin:
             indices=indices,
             batch_size=batch_size,
             device=self.module.device,
+            library_size=library_size,
         )
 
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> None:

@@ -13,13 +13,14 @@ import torch
 from anndata import AnnData
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
-from scvi.data.fields import CategoricalObsField, LayerField
+from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 from sklearn.cluster import KMeans
 
 from scgtl import __version__
 from scgtl.data import (
     check_labels,
+    check_library_sizes,
     check_matrix,
     check_unique_genes,
     check_units_name,
@@ -30,13 +31,20 @@ from scgtl.guide import apply_temperature, mean_change, normalize, sample_scout_
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.model._classifier import GTLClassifier
 from scgtl.module import GTLClassifierModule, GTLModule
-from scgtl.train import check_training_settings, fit_few_shot, run_scouts
+from scgtl.train import (
+    check_head_init,
+    check_training_settings,
+    fit_few_shot,
+    prototype_head,
+    run_scouts,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from scgtl._constants import Units
     from scgtl.guide._guide import Normalization, Statistic, Temperature
+    from scgtl.train._few_shot import HeadInit
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +140,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         labels_key: str | None = None,
         batch_key: str | None = None,
         units: Units = "counts",
+        library_size_key: str | None = None,
         **kwargs,
     ) -> None:
         """Register a pre-training corpus, checking its values against the declared units.
@@ -153,6 +162,12 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             (depth-normalised values such as TPM/FPKM/RPKM) or ``"log1p"`` (already
             ``log1p`` of normalised values, e.g. scanpy's ``adata.raw``). ``counts`` and
             ``normalized`` are library-size normalised and ``log1p``-transformed inside the model.
+        library_size_key
+            Optional ``obs`` column with each row's total over *all* of its genes, for a corpus
+            restricted to some genes (e.g. highly variable ones): the model then normalises by
+            the same totals it uses for a query, whose library size is always taken over all of
+            its genes. Without it the row sums of the registered matrix are used. Only for
+            ``units="counts"`` or ``"normalized"``.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
@@ -168,22 +183,26 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Empty data, duplicate gene names, NaN/inf or negative values, non-integer values
             declared as counts, or an unknown ``units``.
         KeyError
-            Unknown ``layer``, ``labels_key`` or ``batch_key``.
+            Unknown ``layer``, ``labels_key``, ``batch_key`` or ``library_size_key``.
         """
         check_units_name(units)
         check_unique_genes(adata.var_names)
         where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
         check_matrix(get_matrix(adata, layer), units, where=where)
-        for name, key in (("labels_key", labels_key), ("batch_key", batch_key)):
+        keys = (("labels_key", labels_key), ("batch_key", batch_key))
+        for name, key in (*keys, ("library_size_key", library_size_key)):
             if key is not None and key not in adata.obs:
                 raise KeyError(f"{name}={key!r} is not a column of adata.obs: {list(adata.obs)}.")
         if labels_key is not None and adata.obs[labels_key].isna().any():
             raise ValueError(f"obs[{labels_key!r}] has missing labels; drop or fill them.")
+        if library_size_key is not None:
+            check_library_sizes(adata.obs[library_size_key], units, key=library_size_key)
         setup_method_args = cls._get_setup_method_args(**locals())
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
             CategoricalObsField(REGISTRY_KEYS.BATCH_KEY, batch_key),
             CategoricalObsField(REGISTRY_KEYS.LABELS_KEY, labels_key),
+            NumericalObsField(REGISTRY_KEYS.SIZE_FACTOR_KEY, library_size_key, required=False),
         ]
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
@@ -209,6 +228,11 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return self._setup_args["labels_key"]
 
     @property
+    def library_size_key(self) -> str | None:
+        """``obs`` column of per-row totals over all genes, or ``None`` (row sums)."""
+        return self._setup_args.get("library_size_key")
+
+    @property
     def guide(self) -> dict[str, torch.Tensor] | None:
         """Per-parameter plasticity of the encoder in ``[0, 1]`` (``None`` before training)."""
         return self.guide_
@@ -224,6 +248,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         train_size: float | None = None,
         early_stopping: bool = False,
         lr: float = 1e-3,
+        weight_decay: float = 1e-5,
         plan_kwargs: dict | None = None,
         compute_guide: bool = True,
         guide_kwargs: dict | None = None,
@@ -234,7 +259,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         Parameters
         ----------
         max_epochs
-            Passes over the corpus; default ``min(100, max(10, 200_000 // n_obs))``.
+            Passes over the corpus; default ``min(100, max(10, 300_000 // n_obs))``.
         accelerator, devices
             Lightning's hardware settings (``"gpu"``, ``devices=2``, ``strategy="ddp"``...).
         batch_size
@@ -243,10 +268,14 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Fraction of the corpus used for training (rest: validation), as in scvi-tools.
         early_stopping
             Stop when the validation loss stops improving.
-        lr
-            Adam learning rate of pre-training.
+        lr, weight_decay
+            Adam learning rate and weight decay of pre-training. Adam's ``eps`` is PyTorch's
+            ``1e-8`` rather than scvi-tools' ``0.01``: with the small gradients of this
+            reconstruction loss, ``0.01`` left the encoder barely trained (see
+            ``docs/benchmarks.md``).
         plan_kwargs
-            Passed to :class:`scvi.train.TrainingPlan` (takes precedence over ``lr``).
+            Passed to :class:`scvi.train.TrainingPlan` (takes precedence over ``lr``,
+            ``weight_decay`` and the ``eps`` above).
         compute_guide
             Run the scouts and compute the guide after pre-training (:meth:`compute_guide`).
         guide_kwargs
@@ -256,8 +285,8 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ``enable_progress_bar``).
         """
         if max_epochs is None:
-            max_epochs = int(min(100, max(10, 200_000 // max(self.adata.n_obs, 1))))
-        plan_kwargs = {"lr": lr, "weight_decay": 0.0, **(plan_kwargs or {})}
+            max_epochs = int(min(100, max(10, 300_000 // max(self.adata.n_obs, 1))))
+        plan_kwargs = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         super().train(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -304,10 +333,21 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         chunks = [
             self.module.embed(x).cpu().numpy()
             for x in self._log_expression_batches(
-                adata, layer=layer, units=units or self.units, batch_size=batch_size
+                adata,
+                layer=layer,
+                units=units or self.units,
+                batch_size=batch_size,
+                library_size=self._stored_library_sizes(adata, units or self.units),
             )
         ]
         return np.concatenate(chunks, axis=0)
+
+    def _stored_library_sizes(self, adata: AnnData, units: Units) -> np.ndarray | None:
+        """The corpus's per-row totals, for an AnnData that carries the registered column."""
+        key = self.library_size_key
+        if key is None or units == "log1p" or key not in adata.obs:
+            return None
+        return check_library_sizes(adata.obs[key], units, key=key)
 
     def _resolve_query(self, adata: AnnData | None, layer: str | None):
         if adata is not None:
@@ -328,13 +368,14 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_steps: int = 100,
         lr: float = 1e-3,
         statistic: Statistic = "squared",
-        normalization: Normalization = "per_tensor",
+        normalization: Normalization = "global",
         temperature: Temperature = "room",
         top_p: float = 0.1,
         slope: float = 1.0,
         intercept: float = 0.0,
         scale: float = 1.0,
         max_cells: int = 20_000,
+        head_init: HeadInit = "prototypes",
         seed: int = 0,
         progress: bool = True,
     ) -> dict[str, torch.Tensor]:
@@ -360,12 +401,17 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         statistic
             ``"squared"`` or ``"absolute"`` change.
         normalization
-            ``"per_tensor"`` (published) or ``"global"`` min-max normalisation.
+            ``"global"``: one min-max over all encoder weights, so a layer that scouts barely
+            move stays nearly fixed (the default: it measured better on the benchmark targets,
+            see ``docs/benchmarks.md``); ``"per_tensor"``: each tensor scaled to ``[0, 1]`` on
+            its own, as published.
         temperature, top_p, slope, intercept, scale
             Guide reshaping, see :func:`scgtl.guide.apply_temperature`.
         max_cells
             Scouts draw from a seeded subsample of at most this many corpus observations, which
             bounds memory on large corpora.
+        head_init
+            How each scout's head starts, as in :meth:`fine_tune`.
         seed
             Seed of the subsample, clustering, scout draws and scout training.
         progress
@@ -376,13 +422,19 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         The guide, also stored in :attr:`guide` (and saved with the model).
         """
         check_training_settings(n_steps=n_steps, lr=lr)
+        check_head_init(head_init)
         corpus = self._resolve_query(adata, None)[0]
         rng = np.random.default_rng(seed)
         pool = np.sort(rng.choice(corpus.n_obs, size=min(max_cells, corpus.n_obs), replace=False))
         x = torch.cat(
             list(
                 self._log_expression_batches(
-                    corpus, layer=self.layer, units=self.units, batch_size=4096, indices=pool
+                    corpus,
+                    layer=self.layer,
+                    units=self.units,
+                    batch_size=4096,
+                    indices=pool,
+                    library_size=self._stored_library_sizes(corpus, self.units),
                 )
             )
         )
@@ -397,6 +449,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             lr=lr,
             seed=seed,
             progress=progress,
+            head_init=head_init,
         )
         raw = normalize(mean_change(changes, statistic=statistic), normalization=normalization)
         self.guide_ = {
@@ -420,6 +473,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             "intercept": intercept,
             "scale": scale,
             "max_cells": max_cells,
+            "head_init": head_init,
             "seed": seed,
             "groups": "labels" if self.labels_key else "kmeans",
         }
@@ -455,6 +509,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_steps: int = 100,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        head_init: HeadInit = "prototypes",
     ) -> GTLClassifier:
         """Learn a few-shot target task; returns a new classifier, this model is unchanged.
 
@@ -483,6 +538,10 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             Start from a randomly initialised network of the same architecture, without guide.
         n_steps, lr, weight_decay
             Full-batch Adam fine-tuning.
+        head_init
+            ``"prototypes"``: the head starts as the nearest-class-mean classifier in the
+            encoder's latent space (:func:`scgtl.train.prototype_head`); ``"random"``: PyTorch's
+            default initialisation.
 
         Returns
         -------
@@ -491,6 +550,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         units = self.units if units is None else units
         check_units_name(units)
         check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
+        check_head_init(head_init)
         guide = self._fine_tune_guide(use_guide=use_guide, from_scratch=from_scratch)
         labels = _target_labels(adata, labels_key)
         support = _support_rows(
@@ -513,6 +573,8 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             ).to(x.device)
             if not from_scratch:
                 network.encoder.load_state_dict(copy.deepcopy(self.module.encoder.state_dict()))
+            if head_init == "prototypes":
+                network.head = prototype_head(network.encoder, x, y, len(classes))
             losses = fit_few_shot(
                 network.encoder,
                 network.head,
@@ -541,6 +603,7 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
                 "n_steps": n_steps,
                 "lr": lr,
                 "weight_decay": weight_decay,
+                "head_init": head_init,
             },
             architecture=self.architecture_,
         )

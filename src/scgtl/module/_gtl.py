@@ -71,7 +71,10 @@ class GTLModule(BaseModuleClass):
         self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 1 else None
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return {"x": tensors[REGISTRY_KEYS.X_KEY]}
+        return {
+            "x": tensors[REGISTRY_KEYS.X_KEY],
+            "library_size": tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY),
+        }
 
     def _get_generative_input(
         self, tensors: dict[str, torch.Tensor], inference_outputs: dict[str, torch.Tensor]
@@ -79,9 +82,18 @@ class GTLModule(BaseModuleClass):
         return {"z": inference_outputs["z"]}
 
     @auto_move_data
-    def inference(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Encode raw input; in training mode a random subset of genes is masked first."""
-        x_log = log_expression(x, self.units)
+    def inference(
+        self, x: torch.Tensor, library_size: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Encode raw input; in training mode a random subset of genes is masked first.
+
+        ``library_size`` holds each row's total over all of its genes when the registered
+        matrix is a subset of them (e.g. highly variable genes); without it the row sums of
+        ``x`` are used.
+        """
+        if library_size is not None:
+            library_size = library_size.view(-1)
+        x_log = log_expression(x, self.units, library_size)
         if self.training and self.mask_rate > 0:
             mask = torch.rand_like(x_log) < self.mask_rate
             z = self.encoder(x_log.masked_fill(mask, 0.0))

@@ -7,17 +7,19 @@ dominate runs of a hundred steps repeated for every scout.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from scgtl.train._guided import GuidedUpdate
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from torch import nn
+HeadInit = Literal["prototypes", "random"]
+HEAD_INITS: tuple[str, ...] = ("prototypes", "random")
 
 
 def check_training_settings(*, n_steps: int, lr: float, weight_decay: float = 0.0) -> None:
@@ -28,6 +30,55 @@ def check_training_settings(*, n_steps: int, lr: float, weight_decay: float = 0.
         raise ValueError(f"lr={lr!r} must be > 0.")
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay!r} must be >= 0.")
+
+
+def check_head_init(head_init: str) -> None:
+    """Reject an unknown head initialisation."""
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init={head_init!r} is not one of {list(HEAD_INITS)}.")
+
+
+@torch.no_grad()
+def prototype_head(
+    encoder: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int
+) -> nn.Linear:
+    """A linear head that starts as the nearest-class-mean classifier in latent space.
+
+    With class means ``mu_c`` of ``encoder(x)`` (evaluation mode) and their spread
+    ``t = mean_c |mu_c - mean(mu)|^2``, the logits ``(z . mu_c - |mu_c|^2 / 2) / t`` equal
+    ``-|z - mu_c|^2 / (2 t)`` up to a term shared by all classes. Fine-tuning then starts from
+    a sensible classifier instead of a random one, which matters most with one or a few
+    samples per class.
+
+    Parameters
+    ----------
+    encoder
+        Maps ``x`` to the latent space; its mode is restored afterwards.
+    x, y
+        Support samples and their integer class codes ``0 .. n_classes - 1``.
+    n_classes
+        Number of classes; each must have at least one sample.
+
+    Returns
+    -------
+    A new ``nn.Linear(n_latent, n_classes)`` on ``x``'s device.
+    """
+    was_training = encoder.training
+    encoder.eval()
+    z = encoder(x)
+    encoder.train(was_training)
+    counts = torch.bincount(y, minlength=n_classes)
+    if (counts == 0).any():
+        missing = torch.nonzero(counts == 0).flatten().tolist()
+        raise ValueError(f"Classes {missing} have no support sample; cannot build prototypes.")
+    means = torch.zeros(n_classes, z.shape[1], dtype=z.dtype, device=z.device)
+    means.index_add_(0, y, z)
+    means /= counts.unsqueeze(1).to(z.dtype)
+    spread = ((means - means.mean(0)) ** 2).sum(1).mean().clamp(min=1e-6)
+    head = nn.Linear(z.shape[1], n_classes).to(x.device)
+    head.weight.copy_(means / spread)
+    head.bias.copy_(-(means**2).sum(1) / (2 * spread))
+    return head
 
 
 def fit_few_shot(

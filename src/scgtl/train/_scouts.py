@@ -10,12 +10,13 @@ from scvi.utils import track
 from torch import nn
 
 from scgtl.guide import parameter_changes
-from scgtl.train._few_shot import fit_few_shot
+from scgtl.train._few_shot import check_head_init, fit_few_shot, prototype_head
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from scgtl.guide import ScoutTask
+    from scgtl.train._few_shot import HeadInit
 
 
 def run_scouts(
@@ -29,23 +30,32 @@ def run_scouts(
     weight_decay: float = 0.0,
     seed: int = 0,
     progress: bool = True,
+    head_init: HeadInit = "prototypes",
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield each scout's parameter change ``w_final - w_base`` of ``encoder``.
 
-    ``encoder`` itself is never modified: every scout trains a copy with a fresh linear head.
+    ``encoder`` itself is never modified: every scout trains a copy with a fresh linear head,
+    initialised like the fine-tuning head (``head_init``, see
+    :func:`~scgtl.train.prototype_head`) so that scouts move the weights as fine-tuning will.
     """
+    check_head_init(head_init)
     base = {name: p.detach().clone() for name, p in encoder.named_parameters()}
     iterator = track(tasks, description="Scouts", disable=not progress, style="rich")
     for i, task in enumerate(iterator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
             scout = copy.deepcopy(encoder)
-            head = nn.Linear(n_latent, len(task.groups)).to(x.device)
+            x_task = x[torch.as_tensor(task.indices, device=x.device)]
+            y_task = torch.as_tensor(task.labels, device=x.device)
+            if head_init == "prototypes":
+                head = prototype_head(scout, x_task, y_task, len(task.groups))
+            else:
+                head = nn.Linear(n_latent, len(task.groups)).to(x.device)
             fit_few_shot(
                 scout,
                 head,
-                x[torch.as_tensor(task.indices, device=x.device)],
-                torch.as_tensor(task.labels, device=x.device),
+                x_task,
+                y_task,
                 n_steps=n_steps,
                 lr=lr,
                 weight_decay=weight_decay,
