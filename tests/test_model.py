@@ -77,7 +77,11 @@ def test_pretraining_produces_a_guide_per_encoder_parameter(model):
     assert set(model.guide) == set(encoder_params)
     for name, g in model.guide.items():
         assert g.shape == encoder_params[name].shape
-        assert float(g.min()) == pytest.approx(0.0) and float(g.max()) == pytest.approx(1.0)
+        assert 0.0 <= float(g.min()) and float(g.max()) <= 1.0
+    # Normalised over all weights together (the default): one weight is free, one is frozen.
+    values = torch.cat([g.flatten() for g in model.guide.values()])
+    assert float(values.min()) == pytest.approx(0.0) and float(values.max()) == pytest.approx(1.0)
+    assert model.guide_settings_["normalization"] == "global"
     assert model.guide_settings_["groups"] == "kmeans"
     assert model.history["reconstruction_loss_train"].shape[0] == 20
 
