@@ -93,6 +93,26 @@ CONFIGS: list[tuple[str, str, dict]] = [
     ),
 ]
 
+#: Single changes on top of the default, measured after it (not cumulative).
+VARIANTS: list[tuple[str, str, dict]] = [
+    (
+        "latent_128",
+        "default + n_latent=128",
+        {**CONFIGS[-1][2], "model": {"n_latent": 128}},
+    ),
+    (
+        "wide",
+        "default + n_hidden=512, n_latent=128",
+        {**CONFIGS[-1][2], "model": {"n_hidden": 512, "n_latent": 128}},
+    ),
+    (
+        "epochs_120",
+        "default + 120 pre-training epochs",
+        {**CONFIGS[-1][2], "max_epochs": 120},
+    ),
+]
+ALL = CONFIGS + VARIANTS
+
 
 def methods(head_init: str) -> list[FineTuneMethod]:
     """GTL and plain fine-tuning, both with the configuration's head initialisation."""
@@ -110,7 +130,7 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
         work.obs[key] = _totals(get_matrix(corpus, None))
     scvi.settings.seed = seed
     GTL.setup_anndata(work, units="counts", library_size_key=key)
-    model = GTL(work)
+    model = GTL(work, **settings.get("model", {}))
     model.train(
         max_epochs=settings["max_epochs"],
         plan_kwargs=settings["plan"],
@@ -127,7 +147,9 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=[c[0] for c in CONFIGS])
+    parser.add_argument(
+        "--configs", nargs="+", default=[c[0] for c in CONFIGS], choices=[c[0] for c in ALL]
+    )
     parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -141,9 +163,12 @@ def main() -> None:
     corpus = load_corpus(folder)
     genes = select_genes(corpus, n_hvg=2000, units="counts")
     targets = {name: load_target(name, folder) for name in TARGETS}
-    tables = []
+    csv = args.out / "ablation.csv"
+    # Runs of other configurations are kept, so variants can be measured later.
+    tables = [pd.read_csv(csv)] if csv.exists() else []
+    tables = [t[~t["config"].isin(args.configs)] for t in tables]
     with limit_threads(args.threads):
-        for name, _, settings in CONFIGS:
+        for name, _, settings in ALL:
             if name not in args.configs:
                 continue
             start = time.perf_counter()
@@ -162,7 +187,7 @@ def main() -> None:
                 )
                 table = result.table.assign(config=name, target=target_name)
                 tables.append(table)
-            pd.concat(tables).to_csv(args.out / "ablation.csv", index=False)
+            pd.concat(tables).to_csv(csv, index=False)
             print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
             print(summarize(pd.concat(tables)).to_string(), flush=True)
     (args.out / "ablation.md").write_text(to_markdown(pd.concat(tables)) + "\n")
@@ -172,7 +197,7 @@ def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """Mean balanced accuracy over k and episodes, per configuration, target and method."""
     per_k = table.groupby(["config", "target", "method", "k"])["balanced_accuracy"].mean()
     mean = per_k.groupby(["config", "target", "method"]).mean().unstack(["target", "method"])
-    return mean.reindex([c[0] for c in CONFIGS if c[0] in mean.index]).round(3)
+    return mean.reindex([c[0] for c in ALL if c[0] in mean.index]).round(3)
 
 
 def to_markdown(table: pd.DataFrame) -> str:
@@ -187,7 +212,7 @@ def to_markdown(table: pd.DataFrame) -> str:
         "| configuration | " + " | ".join(f"{t} gtl | {t} gtl − finetune" for t in TARGETS) + " |",
         "|---|" + "---|---|" * len(TARGETS),
     ]
-    for name, what, _ in CONFIGS:
+    for name, what, _ in ALL:
         if name not in mean.index.get_level_values(0):
             continue
         cells = []
