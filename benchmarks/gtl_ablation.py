@@ -25,8 +25,8 @@ from few_shot_real import TARGETS, data_dir, load_corpus, load_target
 from scgtl import GTL, benchmark
 from scgtl.benchmark import FineTuneMethod
 from scgtl.benchmark._few_shot import limit_threads
-from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, _totals, select_genes
-from scgtl.data import get_matrix
+from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, select_genes
+from scgtl.data import get_matrix, library_sizes
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,15 +110,36 @@ VARIANTS: list[tuple[str, str, dict]] = [
         "default + 120 pre-training epochs",
         {**CONFIGS[-1][2], "max_epochs": 120},
     ),
+    (
+        "scouts_5way_3shot",
+        "default + scouts of 5 classes x 3 samples (closer to the targets' tasks)",
+        {**CONFIGS[-1][2], "guide": {"n_way": 5, "k_shot": 3}},
+    ),
+    (
+        "scouts_200",
+        "default + 200 scouts instead of 60",
+        {**CONFIGS[-1][2], "guide": {"n_scouts": 200}},
+    ),
+    (
+        "finetune_lr_3e-3",
+        "default + fine-tuning (and scout) learning rate 3e-3",
+        {**CONFIGS[-1][2], "guide": {"lr": 3e-3}, "fine_tune": {"lr": 3e-3}},
+    ),
+    (
+        "finetune_300_steps",
+        "default + 300 fine-tuning (and scout) steps",
+        {**CONFIGS[-1][2], "guide": {"n_steps": 300}, "fine_tune": {"n_steps": 300}},
+    ),
 ]
 ALL = CONFIGS + VARIANTS
 
 
-def methods(head_init: str) -> list[FineTuneMethod]:
-    """GTL and plain fine-tuning, both with the configuration's head initialisation."""
+def methods(settings: dict) -> list[FineTuneMethod]:
+    """GTL and plain fine-tuning, both with the configuration's fine-tuning settings."""
+    kwargs = {"head_init": settings["head_init"], **settings.get("fine_tune", {})}
     return [
-        FineTuneMethod("gtl", use_guide=True, head_init=head_init),
-        FineTuneMethod("finetune", use_guide=False, head_init=head_init),
+        FineTuneMethod("gtl", use_guide=True, **kwargs),
+        FineTuneMethod("finetune", use_guide=False, **kwargs),
     ]
 
 
@@ -127,7 +148,7 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
     key = None
     if settings["library_size"]:
         key = LIBRARY_SIZE_KEY
-        work.obs[key] = _totals(get_matrix(corpus, None))
+        work.obs[key] = library_sizes(get_matrix(corpus, None))
     scvi.settings.seed = seed
     GTL.setup_anndata(work, units="counts", library_size_key=key)
     model = GTL(work, **settings.get("model", {}))
@@ -140,6 +161,7 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
             "progress": False,
             "head_init": settings["head_init"],
             "normalization": settings["normalization"],
+            **settings.get("guide", {}),
         },
     )
     return model
@@ -182,7 +204,7 @@ def main() -> None:
                     n_episodes=args.n_episodes,
                     seed=args.seed,
                     units=units,
-                    methods=methods(settings["head_init"]),
+                    methods=methods(settings),
                     progress=False,
                 )
                 table = result.table.assign(config=name, target=target_name)

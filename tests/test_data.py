@@ -110,3 +110,15 @@ def test_sample_k_shot_is_balanced_seeded_and_strict():
         check_labels(pd.Series(["a", "a"]), labels_key="y")
     with pytest.raises(ValueError, match="missing labels"):
         check_labels(pd.Series(["a", None]), labels_key="y")
+
+
+def test_library_sizes_match_row_sums_across_chunks():
+    from scgtl.data import library_sizes
+
+    rng = np.random.default_rng(0)
+    dense = rng.poisson(1.0, (25, 7)).astype(np.float32)
+    expected = dense.sum(1)
+    for matrix in (dense, sparse.csr_matrix(dense)):
+        totals = library_sizes(matrix, chunk_size=4)
+        assert totals.dtype == np.float32 and totals.shape == (25,)
+        np.testing.assert_allclose(totals, expected)

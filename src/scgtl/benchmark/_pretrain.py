@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from scgtl.data import check_units_name, get_matrix
-from scgtl.data._units import row_sums
+from scgtl.data import check_units_name, get_matrix, library_sizes
 
 #: ``obs`` column in which :func:`pretrain` stores each corpus row's total over all its genes.
 LIBRARY_SIZE_KEY = "scgtl_library_size"
@@ -110,7 +109,7 @@ def pretrain(
     library_size_key = None
     if units != "log1p":
         library_size_key = LIBRARY_SIZE_KEY
-        work.obs[library_size_key] = _totals(get_matrix(corpus, layer))
+        work.obs[library_size_key] = library_sizes(get_matrix(corpus, layer))
     scvi.settings.seed = seed
     GTL.setup_anndata(
         work, layer=layer, labels_key=labels_key, units=units, library_size_key=library_size_key
@@ -121,13 +120,3 @@ def pretrain(
     guide_kwargs = {"seed": seed, "progress": progress, **kwargs.pop("guide_kwargs", {})}
     model.train(max_epochs=max_epochs, guide_kwargs=guide_kwargs, **kwargs)
     return model
-
-
-def _totals(matrix, chunk_size: int = 10_000) -> np.ndarray:
-    """Per-row totals of a (possibly backed) matrix, chunk by chunk."""
-    return np.concatenate(
-        [
-            row_sums(matrix[start : start + chunk_size])
-            for start in range(0, matrix.shape[0], chunk_size)
-        ]
-    )

@@ -7,6 +7,7 @@ from scgtl.data._units import (
     check_library_sizes,
     check_matrix,
     check_units_name,
+    library_sizes,
     log_expression,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_units_name",
     "get_matrix",
     "iter_log_expression",
+    "library_sizes",
     "log_expression",
     "read_log_expression",
     "sample_k_shot",

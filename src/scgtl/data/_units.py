@@ -107,6 +107,24 @@ def row_sums(block) -> np.ndarray:
     return np.asarray(block.sum(axis=1), dtype=np.float32).ravel()
 
 
+def library_sizes(matrix, *, chunk_size: int = 10_000) -> np.ndarray:
+    """Per-row totals of a whole (possibly backed or sparse) matrix, chunk by chunk.
+
+    Store them in ``obs`` before restricting a corpus to some genes, and register them with
+    ``GTL.setup_anndata(..., library_size_key=...)``.
+
+    Returns
+    -------
+    ``(n_obs,)`` float32 totals.
+    """
+    return np.concatenate(
+        [
+            row_sums(matrix[start : start + chunk_size])
+            for start in range(0, matrix.shape[0], chunk_size)
+        ]
+    )
+
+
 def log_expression(
     x: torch.Tensor, units: Units, library_size: torch.Tensor | None = None
 ) -> torch.Tensor:

@@ -167,7 +167,8 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
             restricted to some genes (e.g. highly variable ones): the model then normalises by
             the same totals it uses for a query, whose library size is always taken over all of
             its genes. Without it the row sums of the registered matrix are used. Only for
-            ``units="counts"`` or ``"normalized"``.
+            ``units="counts"`` or ``"normalized"``. Compute the column before subsetting genes,
+            e.g. ``adata.obs["total"] = scgtl.data.library_sizes(adata.X)``.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
