@@ -62,7 +62,7 @@ def main() -> None:
     parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5, 10])
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n-hvg", type=int, default=2000)
+    parser.add_argument("--n-hvg", type=int, default=2000, help="0: all corpus genes")
     parser.add_argument("--max-epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch/BLAS threads (all steps)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
@@ -81,7 +81,11 @@ def run(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     corpus = load_corpus(folder)
     model = benchmark.pretrain(
-        corpus, units="counts", n_hvg=args.n_hvg, max_epochs=args.max_epochs, seed=args.seed
+        corpus,
+        units="counts",
+        n_hvg=args.n_hvg or None,
+        max_epochs=args.max_epochs,
+        seed=args.seed,
     )
     timings["pretrain_seconds"] = time.perf_counter() - start
     timings["corpus"] = [corpus.n_obs, corpus.n_vars]
