@@ -52,6 +52,8 @@ def iter_log_expression(
     """
     matrix = get_matrix(adata, layer)
     rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
+    if library_size is not None:
+        library_size = torch.as_tensor(np.asarray(library_size, dtype=np.float32))
     where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
     for start in range(0, rows.size, batch_size):
         batch_rows = rows[start : start + batch_size]
@@ -65,7 +67,7 @@ def iter_log_expression(
         if library_size is None:
             library = torch.as_tensor(row_sums(block))
         else:
-            library = torch.as_tensor(np.asarray(library_size, dtype=np.float32)[batch_rows])
+            library = library_size[torch.as_tensor(batch_rows)]
         x = torch.as_tensor(alignment.transform(block), dtype=torch.float32)
         yield log_expression(x, units, library).to(device)
 
