@@ -126,6 +126,21 @@ VARIANTS: list[tuple[str, str, dict]] = [
         {**CONFIGS[-1][2], "guide": {"lr": 3e-3}, "fine_tune": {"lr": 3e-3}},
     ),
     (
+        "mask_0.15",
+        "default + 15 % of genes masked in pre-training (instead of 30 %)",
+        {**CONFIGS[-1][2], "model": {"mask_rate": 0.15}},
+    ),
+    (
+        "mask_0.5",
+        "default + 50 % of genes masked in pre-training",
+        {**CONFIGS[-1][2], "model": {"mask_rate": 0.5}},
+    ),
+    (
+        "two_layers",
+        "default + two hidden layers in the encoder",
+        {**CONFIGS[-1][2], "model": {"n_layers": 2}},
+    ),
+    (
         "finetune_300_steps",
         "default + 300 fine-tuning (and scout) steps",
         {**CONFIGS[-1][2], "guide": {"n_steps": 300}, "fine_tune": {"n_steps": 300}},

@@ -270,6 +270,37 @@ def test_fine_tune_methods_are_deterministic(tiny_model, pbmc_task):
     pd.testing.assert_frame_equal(a, b)
 
 
+class _AdaptSpy(_SpyModel):
+    """Also records what adapt was shown."""
+
+    def adapt(self, adata, **kwargs):
+        self.adapt_calls = [*getattr(self, "adapt_calls", []), (adata, kwargs)]
+        return self._model.adapt(adata, **kwargs)
+
+
+@pytest.mark.slow
+def test_adapted_method_adapts_once_without_labels(tiny_model, pbmc_task):
+    _, target = pbmc_task
+    spy = _AdaptSpy(tiny_model)
+    adapted = benchmark.FineTuneMethod("gtl_adapted", adapt={"n_steps": 30, "seed": 2})
+    res = benchmark.few_shot(
+        spy, target, labels_key=DEFAULT_LABELS_KEY, k_shots=(3, 5), n_episodes=2,
+        methods=["gtl", adapted], progress=False,
+    )  # fmt: skip
+    assert len(spy.adapt_calls) == 1
+    shown, kwargs = spy.adapt_calls[0]
+    assert shown.n_obs == target.n_obs and list(shown.obs.columns) == []
+    assert kwargs["n_steps"] == 30 and kwargs["seed"] == 2
+    means = res.table.groupby("method")["balanced_accuracy"].mean()
+    assert means["gtl_adapted"] > 2 * 0.25
+    table = res.table.set_index(["method", "k", "episode"])["balanced_accuracy"]
+    assert not np.allclose(table["gtl"].to_numpy(), table["gtl_adapted"].to_numpy())
+    with pytest.raises(ValueError, match="exclude each other"):
+        benchmark.FineTuneMethod("x", adapt={}, from_scratch=True)
+    with pytest.raises(TypeError, match="adapt=True"):
+        benchmark.FineTuneMethod("x", adapt=True)
+
+
 # ---------------------------------------------------------------------------------- statistics
 def _synthetic(diff: float, *, n: int = 12, noise: float = 0.01) -> pd.DataFrame:
     rng = np.random.default_rng(0)

@@ -483,3 +483,81 @@ def test_head_init_choices(model, target):
     assert _query_balanced_accuracy(protos, target) > 2.0 / target.obs["bulk_labels"].nunique()
     with pytest.raises(ValueError, match="head_init='mean'"):
         model.fine_tune(target, labels_key="bulk_labels", k_shot=1, head_init="mean")
+
+
+# ---------------------------------------------------------------- target adaptation
+def _states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_adapt_returns_a_new_model_and_leaves_the_source_unchanged(model, target):
+    snap = _snapshot(target)
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    unlabelled = target.copy()
+    del unlabelled.obs["bulk_labels"]
+    adapted = model.adapt(unlabelled, n_steps=60, batch_size=64)
+    _assert_unchanged(target, snap)
+    assert all(torch.equal(v, before[k]) for k, v in model.module.state_dict().items())
+    assert adapted is not model and adapted.module is not model.module
+    assert not _states_equal(adapted.module.encoder, model.module.encoder)
+    assert all(torch.equal(adapted.guide[k], g) for k, g in model.guide.items())
+    assert not hasattr(model, "adaptation_")
+    record = adapted.adaptation_
+    assert record["n_obs"] == target.n_obs and record["n_steps"] == 60
+    assert record["replay"] == 0.5 and record["losses"].shape == (60,)
+    losses = record["losses"]
+    assert losses[-15:].mean() < losses[:15].mean()
+    clf = adapted.fine_tune(target, labels_key="bulk_labels", k_shot=5, seed=0)
+    assert _query_balanced_accuracy(clf, target) > 1 / len(clf.classes_) + 0.25
+
+
+def test_adapt_is_deterministic_per_seed_and_replay_is_optional(model, target):
+    a = model.adapt(target, n_steps=5, seed=3)
+    b = model.adapt(target, n_steps=5, seed=3)
+    c = model.adapt(target, n_steps=5, seed=4)
+    assert _states_equal(a.module, b.module)
+    assert not _states_equal(a.module, c.module)
+    np.testing.assert_array_equal(a.adaptation_["losses"], b.adaptation_["losses"])
+    # Without replay the corpus is not needed.
+    without_corpus = model.adapt(target, n_steps=5, replay=0.0)
+    assert without_corpus.adaptation_["replay"] == 0.0
+
+
+def test_adapt_without_corpus_needs_replay_zero(model, target, tmp_path):
+    model.save(tmp_path / "m")
+    alone = scgtl.GTL.load(tmp_path / "m")
+    with pytest.raises(ValueError, match="replay > 0 needs the corpus"):
+        alone.adapt(target, n_steps=2)
+    adapted = alone.adapt(target, n_steps=2, replay=0.0)
+    adapted.save(tmp_path / "adapted")
+    loaded = scgtl.GTL.load(tmp_path / "adapted")
+    assert loaded.adaptation_["n_steps"] == 2
+    assert _states_equal(loaded.module, adapted.module)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"n_steps": 0}, ValueError, "n_steps=0"),
+        ({"replay": 1.0}, ValueError, "replay=1.0"),
+        ({"replay": -0.1}, ValueError, "replay=-0.1"),
+        ({"batch_size": 1}, ValueError, "batch_size=1"),
+        ({"units": "raw"}, ValueError, "units='raw'"),
+        ({"lr": 0.0}, ValueError, "lr=0.0"),
+    ],
+)
+def test_adapt_rejects_bad_settings(model, target, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        model.adapt(target, **kwargs)
+
+
+def test_adapt_rejects_bad_data(model, target):
+    with pytest.raises(ValueError, match="empty"):
+        model.adapt(target[:0].copy())
+    with pytest.raises(TypeError, match="Expected an AnnData"):
+        model.adapt(target.X)
+    negative = target.copy()
+    negative.X = -np.ones(negative.shape, dtype=np.float32)
+    with pytest.raises(ValueError, match="negative"):
+        model.adapt(negative, n_steps=1)

@@ -270,9 +270,8 @@ def few_shot(
         _progress_bar(len(episodes) * len(methods), progress) as advance,
         _quiet(),
     ):
-        if any(not m.needs_model for m in methods):
-            # Read and project the target once, outside the timed fits.
-            _ = data.X_log, data.X_pca
+        for method in methods:
+            method.prepare(data)
         for episode in episodes:
             rows.extend(_run_episode(episode, methods, data, advance))
     wall = time.perf_counter() - start

@@ -72,6 +72,7 @@ class TargetData:
     alignment: GeneAlignment
     model: Any = None
     n_pca_components: int = N_PCA_COMPONENTS
+    _adapted: dict = field(default_factory=dict, repr=False)
 
     @cached_property
     def X_log(self) -> np.ndarray:
@@ -88,6 +89,19 @@ class TargetData:
         n_components = min(self.n_pca_components, x.shape[0] - 1, x.shape[1])
         return PCA(n_components=n_components, random_state=0).fit_transform(x)
 
+    def adapted_model(self, **adapt_kwargs):
+        """The model adapted to all rows of the target (``model.adapt``), once per setting.
+
+        Adaptation reads the target's expression only, never its labels, like the PCA of the
+        baselines; every episode then fine-tunes the same adapted model.
+        """
+        key = tuple(sorted(adapt_kwargs.items()))
+        if key not in self._adapted:
+            self._adapted[key] = self.model.adapt(
+                self.unlabelled(), layer=self.layer, units=self.units, **adapt_kwargs
+            )
+        return self._adapted[key]
+
     def masked(self, support: np.ndarray) -> AnnData:
         """A light AnnData sharing the target's matrix, with labels only on ``support`` rows.
 
@@ -96,6 +110,13 @@ class TargetData:
         masked = np.full(self.adata.n_obs, HIDDEN_LABEL, dtype=object)
         masked[support] = self.labels[support]
         obs = pd.DataFrame({self.labels_key: pd.Categorical(masked)}, index=self.adata.obs_names)
+        return self._sharing_matrix(obs)
+
+    def unlabelled(self) -> AnnData:
+        """A light AnnData sharing the target's matrix, with no ``obs`` column at all."""
+        return self._sharing_matrix(pd.DataFrame(index=self.adata.obs_names))
+
+    def _sharing_matrix(self, obs: pd.DataFrame) -> AnnData:
         matrix = get_matrix(self.adata, self.layer)
         var = pd.DataFrame(index=self.adata.var_names)
         if self.layer is None:
@@ -221,6 +242,9 @@ class Method(ABC):
         or a DataFrame whose columns are class names.
         """
 
+    def prepare(self, data: TargetData) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Work shared by every episode, done once before them and left out of the timings."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
@@ -281,6 +305,10 @@ class SklearnMethod(Method):
         self.representation = representation
         self.description = description or f"{type(estimator).__name__} on {representation}"
 
+    def prepare(self, data: TargetData) -> None:
+        """Read (and project) the target once."""
+        _ = data.X_pca if self.representation == "pca" else data.X_log
+
     def _data(self, task: FewShotTask) -> tuple[np.ndarray, np.ndarray]:
         if self.representation == "pca":
             return task.X_pca_support, task.X_pca_query
@@ -330,10 +358,21 @@ class FineTuneMethod(Method):
         Scale updates by the guide (GTL) or not (plain transfer learning).
     from_scratch
         Train the same network from a random initialisation instead of the pre-trained weights.
+    adapt
+        Options of ``model.adapt`` (``{}`` for its defaults): fine-tune a model first adapted to
+        the unlabelled rows of the whole target (once per target, shared by all episodes)
+        instead of the pre-trained model. ``None``: no adaptation.
     description
         One line for reports.
     **fine_tune_kwargs
         Further keyword arguments of ``model.fine_tune``.
+
+    Examples
+    --------
+    GTL with target adaptation, as a method of its own beside the defaults:
+
+    >>> adapted = scgtl.benchmark.FineTuneMethod("gtl_adapted", adapt={})
+    >>> methods = [*scgtl.benchmark.DEFAULT_METHODS, adapted]
     """
 
     needs_model = True
@@ -344,14 +383,25 @@ class FineTuneMethod(Method):
         *,
         use_guide: bool = True,
         from_scratch: bool = False,
+        adapt: dict | None = None,
         description: str = "",
         **fine_tune_kwargs,
     ):
+        if adapt is not None and not isinstance(adapt, dict):
+            raise TypeError(f"adapt={adapt!r} must be None or a dict of model.adapt options.")
+        if adapt is not None and from_scratch:
+            raise ValueError("adapt= and from_scratch=True exclude each other.")
         self.name = name
         self.use_guide = use_guide
         self.from_scratch = from_scratch
+        self.adapt = adapt
         self.description = description
         self.fine_tune_kwargs = fine_tune_kwargs
+
+    def prepare(self, data: TargetData) -> None:
+        """Adapt the model to the target once, when ``adapt`` is set."""
+        if self.adapt is not None and data.model is not None:
+            data.adapted_model(**self.adapt)
 
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
         """Fine-tune on the support rows; probabilities of the query rows.
@@ -364,7 +414,8 @@ class FineTuneMethod(Method):
         kwargs = {"use_guide": self.use_guide, "from_scratch": self.from_scratch}
         kwargs.update(self.fine_tune_kwargs)
         data = task.data
-        clf = task.model.fine_tune(
+        model = task.model if self.adapt is None else data.adapted_model(**self.adapt)
+        clf = model.fine_tune(
             task.masked_target(),
             labels_key=data.labels_key,
             support_indices=task.support_indices,
@@ -378,7 +429,7 @@ class FineTuneMethod(Method):
     def __repr__(self) -> str:
         return (
             f"FineTuneMethod(name={self.name!r}, use_guide={self.use_guide}, "
-            f"from_scratch={self.from_scratch})"
+            f"from_scratch={self.from_scratch}, adapt={self.adapt!r})"
         )
 
 

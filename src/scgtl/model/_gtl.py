@@ -19,12 +19,14 @@ from sklearn.cluster import KMeans
 
 from scgtl import __version__
 from scgtl.data import (
+    align_genes,
     check_labels,
     check_library_sizes,
     check_matrix,
     check_unique_genes,
     check_units_name,
     get_matrix,
+    iter_log_expression,
     sample_k_shot,
 )
 from scgtl.guide import apply_temperature, mean_change, normalize, sample_scout_tasks
@@ -40,13 +42,16 @@ from scgtl.train import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from scgtl._constants import Units
     from scgtl.guide._guide import Normalization, Statistic, Temperature
     from scgtl.train._few_shot import HeadInit
 
 logger = logging.getLogger(__name__)
+
+#: Default number of steps of :meth:`GTL.adapt`.
+ADAPT_STEPS = 1000
 
 
 class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
@@ -494,6 +499,152 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         n_clusters = min(n_clusters, latent.shape[0])
         return KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(latent)
 
+    # ------------------------------------------------------------------ target adaptation
+    def adapt(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None = None,
+        units: Units | None = None,
+        n_steps: int = ADAPT_STEPS,
+        replay: float = 0.5,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        seed: int = 0,
+    ) -> GTL:
+        """Continue pre-training on a target's unlabelled cells; returns a new, adapted model.
+
+        The encoder and decoder take ``n_steps`` more steps of masked-expression reconstruction
+        on mini-batches that mix target rows with corpus rows (``replay``), so the encoder learns
+        the target's expression patterns without forgetting the corpus's. No label is read: a
+        user can adapt on every cell of the study before labelling a few of them. The guide and
+        everything else are copied from this model, which is left unchanged; call
+        :meth:`compute_guide` on the result to run the scouts again.
+
+        Parameters
+        ----------
+        adata
+            The target; all of its rows are used, labelled or not. Its genes are aligned to the
+            model's (missing ones zero-filled); it is not modified.
+        layer
+            Layer of ``adata`` to read (``None``: ``X``).
+        units
+            Units of ``adata``'s values; defaults to the corpus's.
+        n_steps
+            Optimizer steps.
+        replay
+            Fraction of each mini-batch drawn from the corpus (``0``: target rows only, which
+            needs no corpus attached to the model).
+        batch_size
+            Rows per mini-batch.
+        lr, weight_decay
+            Adam settings, as in pre-training.
+        seed
+            Seed of the mini-batch draws and masks.
+
+        Returns
+        -------
+        A new :class:`~scgtl.GTL` whose ``adaptation_`` records the settings, the target's size
+        and the loss at every step.
+        """
+        _check_target(adata)
+        units = self.units if units is None else units
+        check_units_name(units)
+        check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
+        if not isinstance(batch_size, int) or batch_size < 2:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 2.")
+        if not 0.0 <= replay < 1.0:
+            raise ValueError(f"replay={replay!r} must be in [0, 1).")
+        rng = np.random.default_rng(seed)
+        if replay > 0 and self.adata is None:
+            raise ValueError(
+                "replay > 0 needs the corpus: load the model with adata=corpus, or pass replay=0."
+            )
+        n_replay = round(batch_size * replay)
+        samplers = [
+            self._row_sampler(
+                adata, layer=layer, units=units, n_rows=batch_size - n_replay, rng=rng
+            )
+        ]
+        if n_replay:
+            corpus_sizes = self._stored_library_sizes(self.adata, self.units)
+            samplers.append(
+                self._row_sampler(
+                    self.adata,
+                    layer=self.layer,
+                    units=self.units,
+                    n_rows=n_replay,
+                    rng=rng,
+                    library_size=corpus_sizes,
+                    warn=False,
+                )
+            )
+        adapted = copy.copy(self)
+        adapted.module = copy.deepcopy(self.module)
+        adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
+        module = adapted.module
+        optimizer = torch.optim.Adam(
+            list(module.encoder.parameters()) + list(module.decoder.parameters()),
+            lr=lr,
+            weight_decay=weight_decay,
+        )
+        losses = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            module.train()
+            for _ in range(n_steps):
+                x_log = torch.cat([draw() for draw in samplers])
+                loss = module.masked_reconstruction_loss(x_log)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+            module.eval()
+        adapted.adaptation_ = {
+            "n_obs": adata.n_obs,
+            "n_steps": n_steps,
+            "replay": replay,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "units": units,
+            "losses": np.asarray(losses, dtype=np.float32),
+        }
+        return adapted
+
+    def _row_sampler(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None,
+        units: Units,
+        n_rows: int,
+        rng: np.random.Generator,
+        library_size: np.ndarray | None = None,
+        warn: bool = True,
+    ) -> Callable[[], torch.Tensor]:
+        """A function drawing ``n_rows`` random rows of ``adata`` as log expression."""
+        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        replace = n_rows > adata.n_obs
+
+        def draw() -> torch.Tensor:
+            rows = np.sort(rng.choice(adata.n_obs, size=n_rows, replace=replace))
+            batches = iter_log_expression(
+                adata,
+                layer=layer,
+                units=units,
+                alignment=alignment,
+                indices=rows,
+                batch_size=n_rows,
+                device=self.module.device,
+                library_size=library_size,
+            )
+            return next(batches)
+
+        return draw
+
     # ------------------------------------------------------------------ fine-tuning
     def fine_tune(
         self,
@@ -620,11 +771,15 @@ class GTL(ScgtlModelMixin, UnsupervisedTrainingMixin, BaseModelClass):
         return self.guide_
 
 
-def _target_labels(adata: AnnData, labels_key: str) -> pd.Series:
+def _check_target(adata: AnnData) -> None:
     if not isinstance(adata, AnnData):
         raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"The AnnData is empty ({adata.n_obs} obs x {adata.n_vars} vars).")
+
+
+def _target_labels(adata: AnnData, labels_key: str) -> pd.Series:
+    _check_target(adata)
     if labels_key not in adata.obs:
         raise KeyError(
             f"labels_key={labels_key!r} is not a column of adata.obs: {list(adata.obs)}."

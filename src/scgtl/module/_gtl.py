@@ -114,13 +114,9 @@ class GTLModule(BaseModuleClass):
         generative_outputs: dict[str, torch.Tensor],
     ) -> LossOutput:
         """Masked-gene reconstruction error, plus cross-entropy when a head and labels exist."""
-        x_log, mask = inference_outputs["x_log"], inference_outputs["mask"]
-        squared_error = (generative_outputs["x_hat"] - x_log) ** 2
-        if mask.any():
-            weight = mask.float()
-            reconstruction = (squared_error * weight).sum(1) / weight.sum(1).clamp(min=1.0)
-        else:
-            reconstruction = squared_error.mean(1)
+        reconstruction = _masked_squared_error(
+            generative_outputs["x_hat"], inference_outputs["x_log"], inference_outputs["mask"]
+        )
         loss = reconstruction.mean()
         extra = {}
         if self.classifier is not None and REGISTRY_KEYS.LABELS_KEY in tensors:
@@ -135,7 +131,28 @@ class GTLModule(BaseModuleClass):
             extra_metrics=extra,
         )
 
+    def masked_reconstruction_loss(self, x_log: torch.Tensor) -> torch.Tensor:
+        """Pre-training loss of already log-transformed rows (masking a fresh random subset).
+
+        The same objective as :meth:`loss` without labels; :meth:`scgtl.GTL.adapt` uses it on
+        batches that mix corpus rows and target rows read in different units.
+        """
+        mask = torch.rand_like(x_log) < self.mask_rate
+        x_hat = self.decoder(self.encoder(x_log.masked_fill(mask, 0.0)))
+        return _masked_squared_error(x_hat, x_log, mask).mean()
+
     @torch.inference_mode()
     def embed(self, x_log: torch.Tensor) -> torch.Tensor:
         """Latent code of already log-transformed input (evaluation mode, no masking)."""
         return self.encoder(x_log)
+
+
+def _masked_squared_error(
+    x_hat: torch.Tensor, x_log: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """Per-row mean squared error over the masked genes (over all genes when none is masked)."""
+    squared_error = (x_hat - x_log) ** 2
+    if not mask.any():
+        return squared_error.mean(1)
+    weight = mask.float()
+    return (squared_error * weight).sum(1) / weight.sum(1).clamp(min=1.0)
