@@ -1,0 +1,280 @@
+"""Fine-tuning variants of issue 5, measured on the default model and the real targets.
+
+Pre-trains the default model exactly as few_shot_real.py does (PBMC corpus, 2000 HVGs, seed 0),
+then runs scgtl.benchmark.few_shot on the same episodes (k = 1, 3, 5; 20 per k; seed 0) of
+mudan_ref, pbmc68k_reduced and yan with GTL, plain fine-tuning and the variants of one or more
+groups:
+
+l2sp
+    an L2 penalty pulling the encoder back to its pre-trained weights ("L2-SP",
+    alpha/2 * |w - w0|^2), with and without the guide;
+layers
+    the guide applied to one encoder layer only, the other layer trained freely;
+temperature
+    the default guide reshaped by ``scgtl.guide.apply_temperature`` (warm, icy, top 10 % free,
+    or twice every update);
+entropy
+    transductive: the entropy of the predictions on 256 random unlabelled target rows per step
+    is minimised with the cross-entropy (uses the target's unlabelled rows, like ``adapt``);
+ensemble
+    the mean probabilities of 5 GTL fits with different seeds (dropout and head differ);
+adapt
+    ``model.adapt`` settings (steps, replay) before guided fine-tuning.
+
+The variants that are not package options are written here, on top of the package's own parts
+(the encoder copy, ``prototype_head``, ``GuidedUpdate``); with every option off, the loop
+reproduces ``model.fine_tune`` exactly (checked at start-up).
+
+    python benchmarks/finetune_variants.py --groups l2sp layers temperature entropy ensemble adapt
+
+Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from few_shot_real import TARGETS, data_dir, load_corpus, load_target
+
+from scgtl import benchmark
+from scgtl.benchmark import FewShotTask, FineTuneMethod, Method
+from scgtl.benchmark._few_shot import limit_threads
+from scgtl.guide import apply_temperature
+from scgtl.module import GTLClassifierModule
+from scgtl.train import GuidedUpdate, prototype_head
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class VariantFineTune(Method):
+    """``model.fine_tune`` (100 full-batch Adam steps, prototype head), with extra options.
+
+    Parameters
+    ----------
+    name
+        Identifier in the results table.
+    use_guide
+        Scale the encoder's updates by the model's guide.
+    l2sp
+        Weight ``alpha`` of ``alpha / 2 * sum |w - w_pretrained|^2`` over the encoder.
+    free
+        Encoder parameters whose name starts with one of these prefixes are not guided.
+    temperature
+        Options of ``scgtl.guide.apply_temperature`` applied to the model's guide.
+    entropy
+        Weight of the mean prediction entropy on 256 random target rows per step.
+    n_models
+        Average the probabilities of this many fits with seeds ``100 * seed + i``.
+    """
+
+    needs_model = True
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        use_guide: bool = True,
+        l2sp: float = 0.0,
+        free: tuple[str, ...] = (),
+        temperature: dict | None = None,
+        entropy: float = 0.0,
+        n_models: int = 1,
+        n_steps: int = 100,
+        lr: float = 1e-3,
+    ):
+        self.name = name
+        self.use_guide, self.l2sp, self.free, self.entropy = use_guide, l2sp, free, entropy
+        self.temperature = temperature or {}
+        self.n_models, self.n_steps, self.lr = n_models, n_steps, lr
+
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> np.ndarray:
+        if self.n_models == 1:
+            return self._fit_predict(task, seed)
+        seeds = [100 * seed + i for i in range(self.n_models)]
+        return np.mean([self._fit_predict(task, s) for s in seeds], axis=0)
+
+    def _guide(self, model) -> dict[str, torch.Tensor] | None:
+        if not self.use_guide:
+            return None
+        guide = apply_temperature(model.guide, **self.temperature)
+        return {
+            name: torch.ones_like(g) if self.free and name.startswith(self.free) else g
+            for name, g in guide.items()
+        }
+
+    def _fit_predict(self, task: FewShotTask, seed: int) -> np.ndarray:
+        model = task.model
+        x = torch.as_tensor(task.X_support)
+        codes = pd.Categorical(task.y_support, categories=task.classes).codes
+        y = torch.as_tensor(codes.astype(np.int64))
+        rng = np.random.default_rng(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = GTLClassifierModule(x.shape[1], len(task.classes), **model.architecture_)
+            net.encoder.load_state_dict(copy.deepcopy(model.module.encoder.state_dict()))
+            net.head = prototype_head(net.encoder, x, y, len(task.classes))
+            anchor = {k: p.detach().clone() for k, p in net.encoder.named_parameters()}
+            params = list(net.encoder.parameters()) + list(net.head.parameters())
+            optimizer = torch.optim.Adam(params, lr=self.lr)
+            guide = self._guide(model)
+            guided = GuidedUpdate(dict(net.encoder.named_parameters()), guide) if guide else None
+            net.encoder.train()
+            net.head.train()
+            for _ in range(self.n_steps):
+                optimizer.zero_grad(set_to_none=True)
+                loss = F.cross_entropy(net.head(net.encoder(x)), y)
+                if self.entropy:
+                    rows = rng.choice(task.data.X_log.shape[0], size=256)
+                    p = torch.softmax(
+                        net.head(net.encoder(torch.as_tensor(task.data.X_log[rows]))), 1
+                    )
+                    loss = loss - self.entropy * (p * torch.log(p + 1e-8)).sum(1).mean()
+                if self.l2sp:
+                    drift = sum(
+                        ((p - anchor[k]) ** 2).sum() for k, p in net.encoder.named_parameters()
+                    )
+                    loss = loss + self.l2sp / 2 * drift
+                loss.backward()
+                if guided is None:
+                    optimizer.step()
+                else:
+                    with guided.step():
+                        optimizer.step()
+            net.encoder.eval()
+            net.head.eval()
+            with torch.no_grad():
+                logits = net.head(net.encoder(torch.as_tensor(task.X_query)))
+        return torch.softmax(logits, 1).numpy()
+
+
+def adapted(name: str, n_steps: int, replay: float) -> FineTuneMethod:
+    return FineTuneMethod(name, adapt={"n_steps": n_steps, "replay": replay})
+
+
+GROUPS: dict[str, list[Method]] = {
+    "l2sp": [
+        VariantFineTune("gtl_l2sp_0.01", l2sp=0.01),
+        VariantFineTune("gtl_l2sp_0.1", l2sp=0.1),
+        VariantFineTune("finetune_l2sp_0.1", use_guide=False, l2sp=0.1),
+        VariantFineTune("finetune_l2sp_1", use_guide=False, l2sp=1.0),
+    ],
+    "layers": [
+        VariantFineTune("gtl_guide_input_layer_only", free=("to_latent",)),
+        VariantFineTune("gtl_guide_latent_layer_only", free=("hidden",)),
+    ],
+    "temperature": [
+        VariantFineTune("gtl_warm", temperature={"temperature": "warm"}),
+        VariantFineTune("gtl_icy", temperature={"temperature": "icy"}),
+        VariantFineTune("gtl_freeze_top_10pct", temperature={"temperature": "freeze"}),
+        VariantFineTune("gtl_scale_2", temperature={"scale": 2.0}),
+    ],
+    "entropy": [
+        VariantFineTune("gtl_entropy_0.1", entropy=0.1),
+        VariantFineTune("gtl_entropy_0.5", entropy=0.5),
+    ],
+    "ensemble": [VariantFineTune("gtl_ensemble_5", n_models=5)],
+    "adapt": [
+        adapted("gtl_adapt_300_replay_0", 300, 0.0),
+        adapted("gtl_adapt_1000_replay_0.5", 1000, 0.5),
+        adapted("gtl_adapt_3000_replay_0.5", 3000, 0.5),
+        adapted("gtl_adapt_1000_replay_0.75", 1000, 0.75),
+    ],
+}
+
+
+def check_reproduces_fine_tune(model, target, labels_key: str, units: str) -> None:
+    """With every option off, VariantFineTune gives model.fine_tune's probabilities."""
+    kwargs = {"labels_key": labels_key, "k_shots": (3,), "n_episodes": 2, "units": units}
+    methods = [FineTuneMethod("gtl"), VariantFineTune("same")]
+    table = benchmark.few_shot(model, target, methods=methods, progress=False, **kwargs).table
+    scores = table.pivot_table(index="episode", columns="method", values="balanced_accuracy")
+    if not np.allclose(scores["gtl"], scores["same"], atol=1e-6):
+        raise RuntimeError(f"VariantFineTune does not reproduce fine_tune:\n{scores}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
+    parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--n-episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune_variants"
+    )
+    args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    folder = data_dir()
+    methods = [FineTuneMethod("gtl"), FineTuneMethod("finetune", use_guide=False)]
+    methods += [m for group in args.groups for m in GROUPS[group]]
+    # One file per set of groups, so that two sets can run at once (one core each).
+    csv = args.out / f"variants_{'_'.join(args.groups)}.csv"
+    tables = []
+    with limit_threads(args.threads):
+        model = benchmark.pretrain(
+            load_corpus(folder), units="counts", n_hvg=2000, seed=args.seed, progress=False
+        )
+        for target_name in TARGETS:
+            target, labels_key, units = load_target(target_name, folder)
+            if target_name == TARGETS[0]:
+                check_reproduces_fine_tune(model, target, labels_key, units)
+            start = time.perf_counter()
+            result = benchmark.few_shot(
+                model,
+                target,
+                labels_key=labels_key,
+                k_shots=args.k_shots,
+                n_episodes=args.n_episodes,
+                seed=args.seed,
+                units=units,
+                methods=methods,
+                progress=False,
+            )
+            tables.append(result.table.assign(target=target_name))
+            pd.concat(tables).to_csv(csv, index=False)
+            print(f"{target_name}: {time.perf_counter() - start:.0f} s", flush=True)
+    report = to_markdown(read_all(args.out))
+    (args.out / "variants.md").write_text(report + "\n")
+    print(report)
+
+
+def read_all(folder: Path) -> pd.DataFrame:
+    """Every variants_*.csv of ``folder``; GTL and plain fine-tuning, run in each, kept once."""
+    tables = [pd.read_csv(path) for path in sorted(folder.glob("variants_*.csv"))]
+    table = pd.concat(tables)
+    return table.drop_duplicates(subset=["target", "method", "k", "episode"])
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """Per method: mean over k per target, and the paired difference to GTL (mean over k)."""
+    wide = table.pivot_table(
+        index=["target", "k", "episode"], columns="method", values="balanced_accuracy"
+    )
+    per_k = wide.groupby(["target", "k"]).mean()
+    mean = per_k.groupby("target").mean()
+    diff = wide.sub(wide["gtl"], axis=0).groupby(["target", "k"]).mean().groupby("target").mean()
+    order = list(dict.fromkeys(table["method"]))
+    lines = [
+        "| method | " + " | ".join(f"{t} | − gtl" for t in TARGETS) + " |",
+        "|---|" + "---|---|" * len(TARGETS),
+    ]
+    for method in order:
+        cells = []
+        for target in TARGETS:
+            cells += [f"{mean.loc[target, method]:.3f}", f"{diff.loc[target, method]:+.3f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
