@@ -136,11 +136,6 @@ VARIANTS: list[tuple[str, str, dict]] = [
         {**CONFIGS[-1][2], "model": {"mask_rate": 0.5}},
     ),
     (
-        "mask_0.7",
-        "default + 70 % of genes masked in pre-training",
-        {**CONFIGS[-1][2], "model": {"mask_rate": 0.7}},
-    ),
-    (
         "two_layers",
         "default + two hidden layers in the encoder",
         {**CONFIGS[-1][2], "model": {"n_layers": 2}},
