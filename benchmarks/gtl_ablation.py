@@ -4,7 +4,9 @@ Every configuration pre-trains on the PBMC corpus (mudan_pbmcA + kang_stim, 2000
 variable genes, as in few_shot_real.py), computes its guide, and runs scgtl.benchmark.few_shot
 with the methods `gtl` and `finetune` on the same episodes (seed 0) of mudan_ref,
 pbmc68k_reduced and yan. Rows are cumulative: each adds one change to the row above; the last
-row is the package's default.
+row is the package's default. Variants (``--configs``) each make one change to the default,
+including the pre-training objectives of ``pretraining_variants.py`` and two other pre-training
+seeds, which give the spread a re-run alone would show.
 
     python benchmarks/gtl_ablation.py --out benchmarks/results/ablation
 
@@ -18,15 +20,20 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pretraining_variants as variants
 import scvi
-from few_shot_real import TARGETS, data_dir, load_corpus, load_target
+import torch
+from few_shot_real import BASELINES, TARGETS, data_dir, load_corpus, load_target
+from scipy import sparse
+from torch import nn
 
 from scgtl import GTL, benchmark
 from scgtl.benchmark import FineTuneMethod
 from scgtl.benchmark._few_shot import limit_threads
 from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, select_genes
-from scgtl.data import get_matrix, library_sizes
+from scgtl.data import get_matrix, library_sizes, log_expression
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -145,41 +152,180 @@ VARIANTS: list[tuple[str, str, dict]] = [
         "default + 300 fine-tuning (and scout) steps",
         {**CONFIGS[-1][2], "guide": {"n_steps": 300}, "fine_tune": {"n_steps": 300}},
     ),
+    (
+        "epochs_30",
+        "default + 30 pre-training epochs (half the default)",
+        {**CONFIGS[-1][2], "max_epochs": 30},
+    ),
+    (
+        "shallow_decoder",
+        "default, but a one-hidden-layer decoder (latent -> 256 -> genes, ReLU) instead of linear",
+        {**CONFIGS[-1][2], "objective": "shallow_decoder"},
+    ),
+    (
+        "pretrain_seed_1",
+        "the default pre-trained (and scouted) with seed 1: the spread between pre-training runs",
+        {**CONFIGS[-1][2], "pretrain_seed": 1},
+    ),
+    (
+        "pretrain_seed_2",
+        "the default pre-trained (and scouted) with seed 2",
+        {**CONFIGS[-1][2], "pretrain_seed": 2},
+    ),
+    (
+        "kmeans_labels",
+        "default + 30 K-means clusters of the corpus as labels (classification term; scouts on "
+        "pairs of clusters)",
+        {**CONFIGS[-1][2], "kmeans_labels": 30},
+    ),
+    (
+        "pca_reconstruction",
+        "decoder predicts the cell's 50 corpus principal components instead of the masked genes",
+        {**CONFIGS[-1][2], "objective": "pca"},
+    ),
+    (
+        "contrastive",
+        "default + 0.1 x InfoNCE between two masked views of each cell (temperature 0.2)",
+        {**CONFIGS[-1][2], "objective": "contrastive"},
+    ),
+    (
+        "gene_scaling",
+        "pre-training on per-gene standardised log expression (folded into the first layer)",
+        {**CONFIGS[-1][2], "gene_scaling": True},
+    ),
+    (
+        "missing_mean",
+        "genes missing from the target enter as their corpus mean instead of 0",
+        {**CONFIGS[-1][2], "missing": "mean"},
+    ),
+    (
+        "target_genes",
+        "one model per target, on the 2000 most variable corpus genes present in the target "
+        "(baselines re-run on those genes)",
+        {**CONFIGS[-1][2], "genes": "target"},
+    ),
 ]
 ALL = CONFIGS + VARIANTS
 
 
-def methods(settings: dict) -> list[FineTuneMethod]:
-    """GTL and plain fine-tuning, both with the configuration's fine-tuning settings."""
+def methods(settings: dict) -> list[FineTuneMethod | str]:
+    """GTL and plain fine-tuning, both with the configuration's fine-tuning settings.
+
+    A configuration that changes the genes also re-runs the simple baselines on its genes.
+    """
     kwargs = {"head_init": settings["head_init"], **settings.get("fine_tune", {})}
-    return [
+    fine_tuned = [
         FineTuneMethod("gtl", use_guide=True, **kwargs),
         FineTuneMethod("finetune", use_guide=False, **kwargs),
     ]
+    if settings.get("genes") == "target":
+        return [*fine_tuned, *BASELINES]
+    return fine_tuned
+
+
+def log_corpus(work) -> np.ndarray:
+    """The model's input: log-normalised corpus rows over the selected genes."""
+    library_size = work.obs.get(LIBRARY_SIZE_KEY)
+    x = torch.as_tensor(np.asarray(densify(get_matrix(work, None)), dtype=np.float32))
+    if library_size is not None:
+        library_size = torch.as_tensor(library_size.to_numpy(dtype=np.float32))
+    return log_expression(x, "counts", library_size).numpy()
+
+
+def densify(matrix):
+    return matrix.toarray() if sparse.issparse(matrix) else matrix
+
+
+def replace_module(model: GTL, settings: dict, x_log: np.ndarray, seed: int) -> None:
+    """Swap in the variant's pre-training objective (same encoder architecture)."""
+    objective = settings.get("objective")
+    if objective is None:
+        return
+    kwargs = {
+        "n_labels": 0,
+        "units": model.units,
+        "mask_rate": model.module.mask_rate,
+        **model.architecture_,
+    }
+    n_input = model.summary_stats.n_vars
+    if objective == "pca":
+        pca = variants.corpus_pca(x_log, 50, seed)
+        model.module = variants.PCAReconstructionModule(
+            n_input, components=pca.components_.T, center=pca.mean_, **kwargs
+        )
+    elif objective == "shallow_decoder":
+        model.module.decoder = nn.Sequential(
+            nn.Linear(model.architecture_["n_latent"], 256), nn.ReLU(), nn.Linear(256, n_input)
+        )
+    elif objective == "contrastive":
+        model.module = variants.ContrastiveModule(n_input, contrastive_weight=0.1, **kwargs)
+    else:
+        raise ValueError(f"unknown objective {objective!r}")
 
 
 def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
+    seed = settings.get("pretrain_seed", seed)
     work = corpus[:, genes].copy()
     key = None
     if settings["library_size"]:
         key = LIBRARY_SIZE_KEY
         work.obs[key] = library_sizes(get_matrix(corpus, None))
+    x_log = log_corpus(work)
+    labels_key = None
+    if settings.get("kmeans_labels"):
+        labels_key = "kmeans"
+        work.obs[labels_key] = variants.kmeans_labels(x_log, settings["kmeans_labels"], seed)
     scvi.settings.seed = seed
-    GTL.setup_anndata(work, units="counts", library_size_key=key)
+    GTL.setup_anndata(work, units="counts", library_size_key=key, labels_key=labels_key)
     model = GTL(work, **settings.get("model", {}))
+    replace_module(model, settings, x_log, seed)
+    scaling = settings.get("gene_scaling", False)
+    if scaling:
+        model.module.encoder = variants.ScaledInput(
+            model.module.encoder, x_log.mean(0), np.maximum(x_log.std(0), 0.05)
+        )
     model.train(
         max_epochs=settings["max_epochs"],
         plan_kwargs=settings["plan"],
         enable_progress_bar=False,
-        guide_kwargs={
-            "seed": seed,
-            "progress": False,
-            "head_init": settings["head_init"],
-            "normalization": settings["normalization"],
-            **settings.get("guide", {}),
-        },
+        compute_guide=False,
+    )
+    if scaling:
+        model.module.encoder = variants.fold_scaling(model.module.encoder)
+    if settings.get("missing") == "mean":
+        model.gene_mean_ = x_log.mean(0)
+    model.compute_guide(
+        seed=seed,
+        progress=False,
+        head_init=settings["head_init"],
+        normalization=settings["normalization"],
+        **settings.get("guide", {}),
     )
     return model
+
+
+def models_per_target(corpus, genes, targets: dict, settings: dict, seed: int) -> dict:
+    """The model each target is run on: one shared model unless the variant is per target."""
+    if settings.get("genes") == "target":
+        return {
+            name: pretrain(corpus, target_genes(corpus, target), settings, seed)
+            for name, (target, _, _) in targets.items()
+        }
+    model = pretrain(corpus, genes, settings, seed)
+    if settings.get("missing") != "mean":
+        return dict.fromkeys(targets, model)
+    return {
+        name: variants.fill_missing_with_mean(
+            model, ~model.gene_names.isin(target.var_names), model.gene_mean_
+        )
+        for name, (target, _, _) in targets.items()
+    }
+
+
+def target_genes(corpus, target) -> pd.Index:
+    """The corpus's 2000 most variable genes among those the target has."""
+    shared = corpus[:, corpus.var_names.isin(target.var_names)]
+    return select_genes(shared, n_hvg=2000, units="counts")
 
 
 def main() -> None:
@@ -209,10 +355,10 @@ def main() -> None:
             if name not in args.configs:
                 continue
             start = time.perf_counter()
-            model = pretrain(corpus, genes, settings, args.seed)
+            models = models_per_target(corpus, genes, targets, settings, args.seed)
             for target_name, (target, labels_key, units) in targets.items():
                 result = benchmark.few_shot(
-                    model,
+                    models[target_name],
                     target,
                     labels_key=labels_key,
                     k_shots=args.k_shots,
