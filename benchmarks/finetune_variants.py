@@ -18,6 +18,9 @@ entropy
     is minimised with the cross-entropy (uses the target's unlabelled rows, like ``adapt``);
 ensemble
     the mean probabilities of 5 GTL fits with different seeds (dropout and head differ);
+augment
+    a fresh random subset of genes masked (zeroed) in the support rows at every step, as in
+    pre-training, with and without the guide;
 adapt
     ``model.adapt`` settings (steps, replay) before guided fine-tuning.
 
@@ -25,7 +28,8 @@ The variants that are not package options are written here, on top of the packag
 (the encoder copy, ``prototype_head``, ``GuidedUpdate``); with every option off, the loop
 reproduces ``model.fine_tune`` exactly (checked at start-up).
 
-    python benchmarks/finetune_variants.py --groups l2sp layers temperature entropy ensemble adapt
+    python benchmarks/finetune_variants.py --groups l2sp layers temperature entropy ensemble \
+        augment adapt
 
 Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
 """
@@ -73,6 +77,8 @@ class VariantFineTune(Method):
         Weight of the mean prediction entropy on 256 random target rows per step.
     n_models
         Average the probabilities of this many fits with seeds ``100 * seed + i``.
+    mask
+        Fraction of genes zeroed in the support rows, drawn afresh at every step.
     """
 
     needs_model = True
@@ -87,6 +93,7 @@ class VariantFineTune(Method):
         temperature: dict | None = None,
         entropy: float = 0.0,
         n_models: int = 1,
+        mask: float = 0.0,
         n_steps: int = 100,
         lr: float = 1e-3,
     ):
@@ -94,6 +101,7 @@ class VariantFineTune(Method):
         self.use_guide, self.l2sp, self.free, self.entropy = use_guide, l2sp, free, entropy
         self.temperature = temperature or {}
         self.n_models, self.n_steps, self.lr = n_models, n_steps, lr
+        self.mask = mask
 
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> np.ndarray:
         if self.n_models == 1:
@@ -130,7 +138,8 @@ class VariantFineTune(Method):
             net.head.train()
             for _ in range(self.n_steps):
                 optimizer.zero_grad(set_to_none=True)
-                loss = F.cross_entropy(net.head(net.encoder(x)), y)
+                inputs = x.masked_fill(torch.rand_like(x) < self.mask, 0.0) if self.mask else x
+                loss = F.cross_entropy(net.head(net.encoder(inputs)), y)
                 if self.entropy:
                     rows = rng.choice(task.data.X_log.shape[0], size=256)
                     p = torch.softmax(
@@ -181,6 +190,11 @@ GROUPS: dict[str, list[Method]] = {
         VariantFineTune("gtl_entropy_0.5", entropy=0.5),
     ],
     "ensemble": [VariantFineTune("gtl_ensemble_5", n_models=5)],
+    "augment": [
+        VariantFineTune("gtl_mask_0.3", mask=0.3),
+        VariantFineTune("gtl_mask_0.5", mask=0.5),
+        VariantFineTune("finetune_mask_0.3", use_guide=False, mask=0.3),
+    ],
     "adapt": [
         adapted("gtl_adapt_300_replay_0", 300, 0.0),
         adapted("gtl_adapt_1000_replay_0.5", 1000, 0.5),

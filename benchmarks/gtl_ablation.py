@@ -173,6 +173,16 @@ VARIANTS: list[tuple[str, str, dict]] = [
         {**CONFIGS[-1][2], "pretrain_seed": 2},
     ),
     (
+        "mask_0.5_seed_1",
+        "mask_0.5, pre-trained (and scouted) with seed 1",
+        {**CONFIGS[-1][2], "model": {"mask_rate": 0.5}, "pretrain_seed": 1},
+    ),
+    (
+        "mask_0.5_seed_2",
+        "mask_0.5, pre-trained (and scouted) with seed 2",
+        {**CONFIGS[-1][2], "model": {"mask_rate": 0.5}, "pretrain_seed": 2},
+    ),
+    (
         "kmeans_labels",
         "default + 30 K-means clusters of the corpus as labels (classification term; scouts on "
         "pairs of clusters)",
