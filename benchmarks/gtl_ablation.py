@@ -273,7 +273,8 @@ def replace_module(model: GTL, settings: dict, x_log: np.ndarray, seed: int) -> 
         raise ValueError(f"unknown objective {objective!r}")
 
 
-def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
+def pretrain(corpus, genes, settings: dict, seed: int) -> tuple[GTL, np.ndarray]:
+    """The configuration's model, and the log expression of the corpus rows it was trained on."""
     seed = settings.get("pretrain_seed", seed)
     work = corpus[:, genes].copy()
     key = None
@@ -302,8 +303,6 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
     )
     if scaling:
         model.module.encoder = variants.fold_scaling(model.module.encoder)
-    if settings.get("missing") == "mean":
-        model.gene_mean_ = x_log.mean(0)
     model.compute_guide(
         seed=seed,
         progress=False,
@@ -311,22 +310,22 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> GTL:
         normalization=settings["normalization"],
         **settings.get("guide", {}),
     )
-    return model
+    return model, x_log
 
 
 def models_per_target(corpus, genes, targets: dict, settings: dict, seed: int) -> dict:
     """The model each target is run on: one shared model unless the variant is per target."""
     if settings.get("genes") == "target":
         return {
-            name: pretrain(corpus, target_genes(corpus, target), settings, seed)
+            name: pretrain(corpus, target_genes(corpus, target), settings, seed)[0]
             for name, (target, _, _) in targets.items()
         }
-    model = pretrain(corpus, genes, settings, seed)
+    model, x_log = pretrain(corpus, genes, settings, seed)
     if settings.get("missing") != "mean":
         return dict.fromkeys(targets, model)
     return {
         name: variants.fill_missing_with_mean(
-            model, ~model.gene_names.isin(target.var_names), model.gene_mean_
+            model, ~model.gene_names.isin(target.var_names), x_log.mean(0)
         )
         for name, (target, _, _) in targets.items()
     }
