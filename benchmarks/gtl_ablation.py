@@ -24,16 +24,14 @@ import numpy as np
 import pandas as pd
 import pretraining_variants as variants
 import scvi
-import torch
 from few_shot_real import BASELINES, TARGETS, data_dir, load_corpus, load_target
-from scipy import sparse
 from torch import nn
 
 from scgtl import GTL, benchmark
 from scgtl.benchmark import FineTuneMethod
 from scgtl.benchmark._few_shot import limit_threads
 from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, select_genes
-from scgtl.data import get_matrix, library_sizes, log_expression
+from scgtl.data import align_genes, get_matrix, library_sizes, read_log_expression
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -236,14 +234,15 @@ def methods(settings: dict) -> list[FineTuneMethod | str]:
 def log_corpus(work) -> np.ndarray:
     """The model's input: log-normalised corpus rows over the selected genes."""
     library_size = work.obs.get(LIBRARY_SIZE_KEY)
-    x = torch.as_tensor(np.asarray(densify(get_matrix(work, None)), dtype=np.float32))
-    if library_size is not None:
-        library_size = torch.as_tensor(library_size.to_numpy(dtype=np.float32))
-    return log_expression(x, "counts", library_size).numpy()
-
-
-def densify(matrix):
-    return matrix.toarray() if sparse.issparse(matrix) else matrix
+    x_log = read_log_expression(
+        work,
+        layer=None,
+        units="counts",
+        alignment=align_genes(work.var_names, work.var_names, warn=False),
+        library_size=None if library_size is None else library_size.to_numpy(),
+        batch_size=4096,
+    )
+    return x_log.numpy()
 
 
 def replace_module(model: GTL, settings: dict, x_log: np.ndarray, seed: int) -> None:

@@ -89,7 +89,6 @@ class ScaledInput(nn.Module):
     def __init__(self, encoder: nn.Module, mean: np.ndarray, std: np.ndarray):
         super().__init__()
         self.encoder = encoder
-        self.n_latent = encoder.n_latent
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
 
