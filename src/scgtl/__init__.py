@@ -1,14 +1,34 @@
-"""scgtl: Guided Transfer Learning for few-shot RNA-seq classification."""
+"""scgtl: Guided Transfer Learning for few-shot RNA-seq classification.
 
-from importlib.metadata import PackageNotFoundError, version
+Importing ``scgtl`` is light: the models and subpackages (which need torch, scvi-tools and
+scikit-learn) load on first use, so that ``scgtl --help`` answers at once.
+"""
 
-try:
-    __version__ = version("scgtl")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+from __future__ import annotations
 
-from scgtl import benchmark, data, datasets, guide, module, train
-from scgtl.model import GTL, GTLClassifier
+import importlib
+from typing import TYPE_CHECKING
+
+from scgtl._settings import settings
+from scgtl._version import package_version
+
+__version__ = package_version()
+
+if TYPE_CHECKING:
+    from scgtl import benchmark, data, datasets, guide, module, train
+    from scgtl.model import GTL, GTLClassifier
+
+#: Public names and the module each is loaded from on first use.
+_LAZY = {
+    "GTL": "scgtl.model",
+    "GTLClassifier": "scgtl.model",
+    "benchmark": "scgtl.benchmark",
+    "data": "scgtl.data",
+    "datasets": "scgtl.datasets",
+    "guide": "scgtl.guide",
+    "module": "scgtl.module",
+    "train": "scgtl.train",
+}
 
 __all__ = [
     "GTL",
@@ -19,5 +39,19 @@ __all__ = [
     "datasets",
     "guide",
     "module",
+    "settings",
     "train",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'scgtl' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if module.__name__ == f"scgtl.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

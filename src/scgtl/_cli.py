@@ -182,11 +182,11 @@ def _benchmark(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from scgtl.benchmark._few_shot import limit_threads
+    from scgtl import settings
 
     _quiet_lightning()
     start = time.perf_counter()
-    with limit_threads(args.threads):
+    with settings.threads(args.threads):
         if args.target is None:
             result = _run_default(args)
             title = args.title or "scgtl embedded default (pbmc68k_reduced, held-out cell types)"

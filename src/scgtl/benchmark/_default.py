@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from anndata import AnnData
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from anndata import AnnData
 
     from scgtl.benchmark._methods import Method
     from scgtl.benchmark._result import FewShotResult
@@ -49,12 +49,11 @@ def default_task() -> tuple[AnnData, AnnData]:
     genes, ``units="log1p"``), the cells of the pre-training types and of the held-out types,
     with their ``obs["bulk_labels"]`` (unused categories removed).
     """
-    import scanpy as sc
+    from scgtl.datasets import pbmc68k_reduced
 
-    full = sc.datasets.pbmc68k_reduced()
-    adata = full.raw.to_adata()
-    labels = full.obs[DEFAULT_LABELS_KEY].astype(str)
-    adata.obs = full.obs[[DEFAULT_LABELS_KEY]].copy()
+    adata = pbmc68k_reduced(use_raw=True)
+    labels = adata.obs[DEFAULT_LABELS_KEY].astype(str)
+    adata = AnnData(X=adata.X, obs=adata.obs[[DEFAULT_LABELS_KEY]].copy(), var=adata.var.copy())
     parts = []
     for part in ("pretrain", "held_out"):
         mask = labels.isin(DEFAULT_SPLIT[part]).to_numpy()

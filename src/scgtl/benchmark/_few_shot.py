@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from scgtl._settings import settings as global_settings
 from scgtl.benchmark._episodes import check_k_shots, check_n_episodes, make_episodes
 from scgtl.benchmark._methods import (
     FewShotTask,
@@ -69,24 +70,6 @@ def _quiet() -> Iterator[None]:
         finally:
             for name, level in levels.items():
                 logging.getLogger(name).setLevel(level)
-
-
-@contextlib.contextmanager
-def limit_threads(n_threads: int | None) -> Iterator[None]:
-    """Limit torch and BLAS/OpenMP threads to ``n_threads`` (``None``: leave them alone)."""
-    if n_threads is None:
-        yield
-        return
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(n_threads)
-    try:
-        with threadpool_limits(limits=n_threads):
-            yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
@@ -209,9 +192,10 @@ def few_shot(
         The method compared with each other one (paired differences, verdicts); when the
         default ``"gtl"`` does not run, the first method.
     n_threads
-        Threads of torch and of the BLAS/OpenMP libraries during the fits. The few-shot fits
-        are small, and on a shared machine several threads per fit mostly wait for each other;
-        ``None`` leaves the thread settings alone.
+        Threads of torch and of the BLAS/OpenMP libraries during the fits (as
+        :attr:`scgtl.settings.n_threads`, restored afterwards). The few-shot fits are small, and
+        on a shared machine several threads per fit mostly wait for each other; ``None`` leaves
+        the thread settings alone.
     progress
         Show a progress bar (on stderr).
 
@@ -229,8 +213,6 @@ def few_shot(
     n_episodes = check_n_episodes(n_episodes)
     labels = _check_target(target, labels_key)
     methods = resolve_methods(methods, has_model=model is not None)
-    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
-        raise ValueError(f"n_threads={n_threads!r} must be None or an integer >= 1.")
     if units is None:
         if model is None:
             raise ValueError("units= is required when model is None.")
@@ -266,7 +248,7 @@ def few_shot(
 
     rows: list[dict] = []
     with (
-        limit_threads(n_threads),
+        global_settings.threads(n_threads),
         _progress_bar(len(episodes) * len(methods), progress) as advance,
         _quiet(),
     ):

@@ -411,8 +411,6 @@ class FineTuneMethod(Method):
         """
         if task.model is None:
             raise ValueError(f"Method {self.name!r} needs a pre-trained model; none was given.")
-        kwargs = {"use_guide": self.use_guide, "from_scratch": self.from_scratch}
-        kwargs.update(self.fine_tune_kwargs)
         data = task.data
         model = task.model if self.adapt is None else data.adapted_model(**self.adapt)
         clf = model.fine_tune(
@@ -422,9 +420,21 @@ class FineTuneMethod(Method):
             seed=seed,
             layer=data.layer,
             units=data.units,
-            **kwargs,
+            **self.options(task, seed=seed),
         )
         return clf.predict_proba(task.query_adata(), layer=data.layer)
+
+    def options(self, task: FewShotTask, *, seed: int) -> dict:
+        """Keyword arguments of ``model.fine_tune`` for one episode (besides the support set).
+
+        A research variant overrides this to add what depends on the episode, e.g. a hook of
+        :meth:`scgtl.GTL.fine_tune` seeded by ``seed`` or reading ``task``'s unlabelled rows.
+        """
+        return {
+            "use_guide": self.use_guide,
+            "from_scratch": self.from_scratch,
+            **self.fine_tune_kwargs,
+        }
 
     def __repr__(self) -> str:
         return (

@@ -1,8 +1,14 @@
 """Data handling: declared units, gene alignment, batched reading and k-shot sampling."""
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
-from scgtl.data._reading import get_matrix, iter_log_expression, read_log_expression
-from scgtl.data._sampling import check_labels, sample_k_shot
+from scgtl.data._checks import check_anndata, check_corpus
+from scgtl.data._reading import (
+    get_matrix,
+    iter_log_expression,
+    read_log_expression,
+    row_sampler,
+)
+from scgtl.data._sampling import check_labels, sample_k_shot, support_rows
 from scgtl.data._units import (
     check_library_sizes,
     check_matrix,
@@ -14,6 +20,8 @@ from scgtl.data._units import (
 __all__ = [
     "GeneAlignment",
     "align_genes",
+    "check_anndata",
+    "check_corpus",
     "check_labels",
     "check_library_sizes",
     "check_matrix",
@@ -24,5 +32,7 @@ __all__ = [
     "library_sizes",
     "log_expression",
     "read_log_expression",
+    "row_sampler",
     "sample_k_shot",
+    "support_rows",
 ]

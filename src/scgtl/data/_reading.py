@@ -10,7 +10,7 @@ import torch
 from scgtl.data._units import check_block, log_expression, row_sums
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from anndata import AnnData
 
@@ -75,3 +75,37 @@ def iter_log_expression(
 def read_log_expression(adata: AnnData, **kwargs) -> torch.Tensor:
     """All requested rows at once; for small sets such as a k-shot support set."""
     return torch.cat(list(iter_log_expression(adata, **kwargs)), dim=0)
+
+
+def row_sampler(
+    adata: AnnData,
+    *,
+    layer: str | None,
+    units: Units,
+    alignment: GeneAlignment,
+    n_rows: int,
+    rng: np.random.Generator,
+    device: torch.device | str = "cpu",
+    library_size: np.ndarray | None = None,
+) -> Callable[[], torch.Tensor]:
+    """A function that draws ``n_rows`` random rows of ``adata`` (with ``rng``) as log expression.
+
+    Rows are drawn without replacement when ``adata`` has enough of them; each call reads only
+    the drawn rows (see :func:`iter_log_expression` for the other parameters).
+    """
+    replace = n_rows > adata.n_obs
+
+    def draw() -> torch.Tensor:
+        rows = np.sort(rng.choice(adata.n_obs, size=n_rows, replace=replace))
+        return read_log_expression(
+            adata,
+            layer=layer,
+            units=units,
+            alignment=alignment,
+            indices=rows,
+            batch_size=n_rows,
+            device=device,
+            library_size=library_size,
+        )
+
+    return draw

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def check_labels(labels: pd.Series | np.ndarray, *, labels_key: str) -> pd.Categorical:
@@ -53,3 +59,53 @@ def sample_k_shot(
         for c in range(len(labels.categories))
     ]
     return np.sort(np.concatenate(picked))
+
+
+def support_rows(
+    labels: pd.Series,
+    *,
+    k_shot: int | None,
+    seed: int,
+    support_indices: Sequence[int] | np.ndarray | None = None,
+    labels_key: str = "labels",
+) -> np.ndarray:
+    """Positions of a support set: ``k_shot`` drawn per class, or the given ``support_indices``.
+
+    Only the support's labels need to be present; the other rows may be missing (NaN).
+
+    Parameters
+    ----------
+    labels
+        One label per row of the study.
+    k_shot
+        Rows per class to draw with ``seed`` (ignored, with a warning, when ``support_indices``
+        is given).
+    seed
+        Seed of the draw.
+    support_indices
+        Integer positions to use as they are.
+    labels_key
+        Name of the labels column, for messages.
+
+    Returns
+    -------
+    Sorted integer positions.
+    """
+    if support_indices is None:
+        if k_shot is None:
+            raise ValueError("Pass k_shot (labelled samples per class) or support_indices.")
+        checked = check_labels(labels, labels_key=labels_key)
+        return sample_k_shot(checked, k_shot, seed=seed, labels_key=labels_key)
+    support = np.asarray(support_indices)
+    if support.ndim != 1 or support.size == 0 or not np.issubdtype(support.dtype, np.integer):
+        raise ValueError("support_indices must be a non-empty 1-d array of integer positions.")
+    if support.min() < 0 or support.max() >= len(labels):
+        raise ValueError(
+            f"support_indices must lie in [0, {len(labels)}); got {support.min()}..{support.max()}."
+        )
+    if np.unique(support).size != support.size:
+        raise ValueError("support_indices has duplicates.")
+    check_labels(labels.iloc[support], labels_key=labels_key)
+    if k_shot is not None:
+        warnings.warn("k_shot is ignored when support_indices is given.", UserWarning, stacklevel=3)
+    return np.sort(support)

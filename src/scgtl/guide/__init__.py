@@ -5,12 +5,13 @@ from scgtl.guide._guide import (
     STATISTICS,
     TEMPERATURES,
     apply_temperature,
+    guide_from_changes,
     mean_change,
     normalize,
     parameter_changes,
     summarize_guide,
 )
-from scgtl.guide._scouts import ScoutTask, sample_scout_tasks
+from scgtl.guide._scouts import ScoutTask, cluster_groups, sample_scout_tasks
 
 __all__ = [
     "NORMALIZATIONS",
@@ -18,6 +19,8 @@ __all__ = [
     "ScoutTask",
     "TEMPERATURES",
     "apply_temperature",
+    "cluster_groups",
+    "guide_from_changes",
     "mean_change",
     "normalize",
     "parameter_changes",

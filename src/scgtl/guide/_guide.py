@@ -142,3 +142,33 @@ def summarize_guide(guide: Mapping[str, torch.Tensor]) -> dict[str, dict[str, fl
         }
         for name, g in guide.items()
     }
+
+
+def guide_from_changes(
+    changes: Iterable[Mapping[str, torch.Tensor]],
+    *,
+    statistic: Statistic = "squared",
+    normalization: Normalization = "global",
+    temperature: Temperature = "room",
+    **temperature_kwargs,
+) -> Guide:
+    """The guide from the scouts' parameter changes: mean statistic, normalised, reshaped.
+
+    ``mean_change`` -> ``normalize`` -> ``apply_temperature``; the result is on the CPU.
+
+    Parameters
+    ----------
+    changes
+        One ``{name: w_final - w_base}`` per scout.
+    statistic, normalization
+        See :func:`mean_change` and :func:`normalize`.
+    temperature, **temperature_kwargs
+        See :func:`apply_temperature` (``top_p``, ``slope``, ``intercept``, ``scale``).
+
+    Returns
+    -------
+    ``{name: plasticity}``, one tensor per parameter.
+    """
+    raw = normalize(mean_change(changes, statistic=statistic), normalization=normalization)
+    shaped = apply_temperature(raw, temperature, **temperature_kwargs)
+    return {name: g.cpu() for name, g in shaped.items()}

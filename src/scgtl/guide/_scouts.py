@@ -81,3 +81,30 @@ def sample_scout_tasks(
             )
         )
     return tasks
+
+
+def cluster_groups(latent: np.ndarray, *, n_clusters: int = 30, seed: int = 0) -> np.ndarray:
+    """Groups for scouts on an unlabelled corpus: K-means clusters of its latent codes.
+
+    The RNA-seq GTL paper clustered its corpus the same way (K = 30) and made each scout a
+    problem between clusters.
+
+    Parameters
+    ----------
+    latent
+        ``(n_obs, n_latent)`` latent codes of the scouts' pool.
+    n_clusters
+        K; at most one cluster per observation.
+    seed
+        Seed of K-means.
+
+    Returns
+    -------
+    Cluster index of every row.
+    """
+    from sklearn.cluster import KMeans  # scikit-learn is slow to import; only this needs it
+
+    if not isinstance(n_clusters, int | np.integer) or n_clusters < 2:
+        raise ValueError(f"n_clusters={n_clusters!r} must be an integer >= 2.")
+    n_clusters = min(n_clusters, latent.shape[0])
+    return KMeans(n_clusters=n_clusters, n_init=3, random_state=seed).fit_predict(latent)

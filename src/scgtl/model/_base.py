@@ -62,6 +62,10 @@ class ScgtlModelMixin:
             library_size=library_size,
         )
 
+    def _read_rows(self, adata: AnnData, **kwargs) -> torch.Tensor:
+        """Rows of ``adata`` (``indices``: some of them) as one tensor of log expression."""
+        return torch.cat(list(self._log_expression_batches(adata, batch_size=4096, **kwargs)))
+
     def save(self, dir_path: str | os.PathLike, *, overwrite: bool = False, **kwargs) -> None:
         """Save the model to ``dir_path/model.pt`` in scvi-tools' format.
 

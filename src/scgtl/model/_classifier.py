@@ -15,8 +15,8 @@ from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
 
-from scgtl import __version__
 from scgtl._constants import DEFAULT_KEY_ADDED
+from scgtl._version import package_version
 from scgtl.data import check_units_name
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.module import GTLClassifierModule
@@ -39,8 +39,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         The anchor AnnData registered with :meth:`setup_anndata`.
     registry
         A saved registry (used by :meth:`load`).
-    n_hidden, n_latent, n_layers, dropout_rate
-        Architecture of the pre-trained encoder.
+    **architecture
+        ``n_hidden``, ``n_latent``, ``n_layers``, ``dropout_rate`` of the pre-trained encoder
+        (see :class:`~scgtl.module.MLPEncoder`).
     """
 
     _module_cls = GTLClassifierModule
@@ -49,25 +50,16 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         self,
         adata: AnnData | None = None,
         registry: dict | None = None,
-        *,
-        n_hidden: int = 256,
-        n_latent: int = 64,
-        n_layers: int = 1,
-        dropout_rate: float = 0.1,
+        **architecture,
     ):
         super().__init__(adata, registry)
         self.module = self._module_cls(
-            self.summary_stats.n_vars,
-            self.summary_stats.n_labels,
-            n_hidden=n_hidden,
-            n_latent=n_latent,
-            n_layers=n_layers,
-            dropout_rate=dropout_rate,
+            self.summary_stats.n_vars, self.summary_stats.n_labels, **architecture
         )
         self.classes_: list[str] = list(self._registered_classes())
         self.query_layer_: str | None = None
         self.fit_record_: dict = {}
-        self.scgtl_version_ = __version__
+        self.scgtl_version_ = package_version()
         self._source: AnnData | None = None
         self._model_summary_string = (
             f"GTLClassifier: {len(self.classes_)} classes of {self.labels_key!r}, "
@@ -184,7 +176,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         for x in self._log_expression_batches(
             adata, layer=layer, units=self.units, batch_size=batch_size
         ):
-            out = self.module.inference(x)
+            out = self.module(x)
             latents.append(out["z"].cpu().numpy())
             probas.append(torch.softmax(out["logits"], dim=1).cpu().numpy())
         return np.concatenate(latents), np.concatenate(probas)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import torch
-from scvi.module.base import BaseModuleClass
 from torch import nn
 
 from scgtl.module._encoder import MLPEncoder
 
 
-class GTLClassifierModule(BaseModuleClass):
-    """Encoder + linear head over the target's classes.
+class GTLClassifierModule(nn.Module):
+    """Encoder + linear head over the target's classes; a plain :class:`torch.nn.Module`.
+
+    It is trained by :func:`scgtl.train.fit_few_shot`, not by a Lightning training plan, so it
+    needs none of scvi-tools' generative-model interface.
 
     Parameters
     ----------
@@ -18,41 +20,26 @@ class GTLClassifierModule(BaseModuleClass):
         Number of genes of the pre-trained model.
     n_labels
         Number of target classes.
-    n_hidden, n_latent, n_layers, dropout_rate
-        Encoder architecture; must match the pre-trained encoder whose weights are loaded.
+    **architecture
+        ``n_latent``, ``n_hidden``, ``n_layers``, ``dropout_rate`` of the encoder (see
+        :class:`~scgtl.module.MLPEncoder`); must match the pre-trained encoder whose weights are
+        loaded.
     """
 
-    def __init__(
-        self,
-        n_input: int,
-        n_labels: int,
-        *,
-        n_hidden: int = 256,
-        n_latent: int = 64,
-        n_layers: int = 1,
-        dropout_rate: float = 0.1,
-    ):
+    def __init__(self, n_input: int, n_labels: int, **architecture):
         super().__init__()
-        self.encoder = MLPEncoder(
-            n_input, n_latent, n_hidden=n_hidden, n_layers=n_layers, dropout_rate=dropout_rate
-        )
-        self.head = nn.Linear(n_latent, n_labels)
+        self.encoder = MLPEncoder(n_input, **architecture)
+        self.head = nn.Linear(self.encoder.n_latent, n_labels)
 
-    def _get_inference_input(self, tensors):
-        raise NotImplementedError("GTLClassifierModule is trained by scgtl's few-shot loop.")
+    @property
+    def device(self) -> torch.device:
+        """Device of the weights (scvi-tools' models read it)."""
+        return next(self.parameters()).device
 
-    def _get_generative_input(self, tensors, inference_outputs):
-        raise NotImplementedError("GTLClassifierModule has no generative model.")
-
-    def inference(self, x_log: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent code and class logits of log-transformed input."""
+    def forward(self, x_log: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latent code ``"z"`` and class ``"logits"`` of log-transformed input."""
         z = self.encoder(x_log)
         return {"z": z, "logits": self.head(z)}
 
-    def generative(self, *args, **kwargs):
-        """Not used: the classifier has no generative part."""
-        raise NotImplementedError("GTLClassifierModule has no generative model.")
-
-    def loss(self, *args, **kwargs):
-        """Not used: see :func:`scgtl.train.fit_few_shot`."""
-        raise NotImplementedError("GTLClassifierModule is trained by scgtl's few-shot loop.")
+    def on_load(self, model, **kwargs) -> None:
+        """Called by scvi-tools' ``load`` before the weights are restored; nothing to do."""

@@ -1,4 +1,4 @@
-"""Encoders over the genes."""
+"""Encoders over the genes, and the architecture defaults every network of scgtl shares."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ import torch
 from scvi.nn import FCLayers
 from torch import nn
 
+from scgtl._docs import doc
 
+#: Default architecture of the encoder: the one place these values are written.
+N_HIDDEN = 256
+N_LATENT = 64
+N_LAYERS = 1
+DROPOUT_RATE = 0.1
+
+
+@doc.dedent
 class MLPEncoder(nn.Module):
     """Fully connected encoder: genes -> hidden layers (LayerNorm, ReLU, dropout) -> latent.
 
@@ -17,24 +26,17 @@ class MLPEncoder(nn.Module):
     ----------
     n_input
         Number of genes.
-    n_latent
-        Size of the latent representation.
-    n_hidden
-        Width of each hidden layer.
-    n_layers
-        Number of hidden layers.
-    dropout_rate
-        Dropout after each hidden layer.
+    %(param_architecture)s
     """
 
     def __init__(
         self,
         n_input: int,
-        n_latent: int,
+        n_latent: int = N_LATENT,
         *,
-        n_hidden: int = 256,
-        n_layers: int = 1,
-        dropout_rate: float = 0.1,
+        n_hidden: int = N_HIDDEN,
+        n_layers: int = N_LAYERS,
+        dropout_rate: float = DROPOUT_RATE,
     ):
         super().__init__()
         self.n_latent = n_latent

@@ -10,13 +10,15 @@ from scvi import REGISTRY_KEYS
 from scvi.module.base import BaseModuleClass, LossOutput, auto_move_data
 from torch import nn
 
+from scgtl._docs import doc
 from scgtl.data._units import log_expression
-from scgtl.module._encoder import MLPEncoder
+from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS, MLPEncoder
 
 if TYPE_CHECKING:
     from scgtl._constants import Units
 
 
+@doc.dedent
 class GTLModule(BaseModuleClass):
     """Encoder pre-trained by masked-expression reconstruction, plus a classification head.
 
@@ -30,8 +32,7 @@ class GTLModule(BaseModuleClass):
         Number of genes.
     n_labels
         Number of classes of the head; ``0`` or ``1`` means no head.
-    n_hidden, n_latent, n_layers, dropout_rate
-        Encoder architecture, see :class:`~scgtl.module.MLPEncoder`.
+    %(param_architecture)s
     units
         Units of the raw input, which sets the input transform (see
         :func:`scgtl.data.log_expression`).
@@ -49,10 +50,10 @@ class GTLModule(BaseModuleClass):
         n_input: int,
         *,
         n_labels: int = 0,
-        n_hidden: int = 256,
-        n_latent: int = 64,
-        n_layers: int = 1,
-        dropout_rate: float = 0.1,
+        n_hidden: int = N_HIDDEN,
+        n_latent: int = N_LATENT,
+        n_layers: int = N_LAYERS,
+        dropout_rate: float = DROPOUT_RATE,
         units: Units = "counts",
         mask_rate: float = 0.3,
         classification_weight: float = 1.0,

@@ -1,8 +1,10 @@
-"""Training components: the guided update, the few-shot loop, and running scouts."""
+"""Training loops: the guided update, few-shot fine-tuning, scouts and target adaptation."""
 
+from scgtl.train._adapt import fit_masked_reconstruction
 from scgtl.train._few_shot import (
     check_head_init,
     check_training_settings,
+    fine_tune_network,
     fit_few_shot,
     prototype_head,
 )
@@ -13,7 +15,9 @@ __all__ = [
     "GuidedUpdate",
     "check_head_init",
     "check_training_settings",
+    "fine_tune_network",
     "fit_few_shot",
+    "fit_masked_reconstruction",
     "prototype_head",
     "run_scouts",
 ]

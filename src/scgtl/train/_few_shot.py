@@ -1,22 +1,34 @@
 """Short full-batch training of an encoder + head on a few labelled samples.
 
-Scouts and guided fine-tuning both use it. A k-shot support set is a few dozen rows, so a plain
-loop on the model's device is used instead of a Lightning ``Trainer``, whose start-up cost would
-dominate runs of a hundred steps repeated for every scout.
+Scouts and guided fine-tuning both use it; research variants plug into it through its hooks
+(``input_transform``, ``extra_loss``, ``callback``) instead of copying it. A k-shot support set
+is a few dozen rows, so a plain loop on the model's device is used instead of a Lightning
+``Trainer``, whose start-up cost would dominate runs of a hundred steps repeated for every
+scout.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+import copy
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scgtl._docs import doc
+from scgtl.module import GTLClassifierModule
 from scgtl.train._guided import GuidedUpdate
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
+
+    #: ``input_transform(x) -> x``, applied to the support rows before every forward pass.
+    InputTransform = Callable[[torch.Tensor], torch.Tensor]
+    #: ``extra_loss(encoder, head) -> scalar``, added to the cross-entropy at every step.
+    ExtraLoss = Callable[[nn.Module, nn.Module], torch.Tensor]
+    #: ``callback(step, loss)``, called after every optimiser step.
+    StepCallback = Callable[[int, float], None]
 
 HeadInit = Literal["prototypes", "random"]
 HEAD_INITS: tuple[str, ...] = ("prototypes", "random")
@@ -81,6 +93,7 @@ def prototype_head(
     return head
 
 
+@doc.dedent
 def fit_few_shot(
     encoder: nn.Module,
     head: nn.Module,
@@ -91,6 +104,9 @@ def fit_few_shot(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     guide: Mapping[str, torch.Tensor] | None = None,
+    input_transform: InputTransform | None = None,
+    extra_loss: ExtraLoss | None = None,
+    callback: StepCallback | None = None,
 ) -> list[float]:
     """Train ``head(encoder(x))`` on labels ``y`` with Adam, full batch, in place.
 
@@ -107,10 +123,11 @@ def fit_few_shot(
         Adam settings.
     guide
         Per-parameter plasticity in ``[0, 1]``; ``None`` trains without guidance.
+    %(param_fit_hooks)s
 
     Returns
     -------
-    The training loss at every step.
+    The training loss (cross-entropy plus ``extra_loss``) at every step.
     """
     check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
     parameters = list(encoder.parameters()) + list(head.parameters())
@@ -119,9 +136,12 @@ def fit_few_shot(
     encoder.train()
     head.train()
     losses = []
-    for _ in range(n_steps):
+    for step in range(n_steps):
         optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(head(encoder(x)), y)
+        inputs = x if input_transform is None else input_transform(x)
+        loss = F.cross_entropy(head(encoder(inputs)), y)
+        if extra_loss is not None:
+            loss = loss + extra_loss(encoder, head)
         loss.backward()
         if guided is None:
             optimizer.step()
@@ -129,6 +149,60 @@ def fit_few_shot(
             with guided.step():
                 optimizer.step()
         losses.append(float(loss.detach()))
+        if callback is not None:
+            callback(step, losses[-1])
     encoder.eval()
     head.eval()
     return losses
+
+
+@doc.dedent
+def fine_tune_network(
+    encoder: nn.Module | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    *,
+    architecture: Mapping[str, Any],
+    seed: int = 0,
+    head_init: HeadInit = "prototypes",
+    **fit_kwargs,
+) -> tuple[GTLClassifierModule, list[float]]:
+    """A new classifier network (encoder + head) trained on a support set.
+
+    The network copies ``encoder``'s weights (``None``: a random initialisation), gets a head
+    for ``n_classes`` (initialised by ``head_init``) and is trained by :func:`fit_few_shot`.
+    Everything random (initialisation, dropout, hooks that draw from torch) is seeded by
+    ``seed`` without touching the global random state.
+
+    Parameters
+    ----------
+    encoder
+        The pre-trained encoder to copy; it is not modified.
+    x, y
+        Support rows (log expression) and their integer class codes ``0 .. n_classes - 1``.
+    n_classes
+        Number of classes.
+    architecture
+        The encoder's architecture (``n_latent``, ``n_hidden``, ``n_layers``, ``dropout_rate``).
+    seed
+        Seed of the initialisation and of training.
+    %(param_head_init)s
+    **fit_kwargs
+        Options of :func:`fit_few_shot` (``n_steps``, ``lr``, ``weight_decay``, ``guide`` and
+        the hooks).
+
+    Returns
+    -------
+    The trained network (evaluation mode) and the loss at every step.
+    """
+    check_head_init(head_init)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = GTLClassifierModule(x.shape[1], n_classes, **architecture).to(x.device)
+        if encoder is not None:
+            network.encoder.load_state_dict(copy.deepcopy(encoder.state_dict()))
+        if head_init == "prototypes":
+            network.head = prototype_head(network.encoder, x, y, n_classes)
+        losses = fit_few_shot(network.encoder, network.head, x, y, **fit_kwargs)
+    return network, losses

@@ -1,0 +1,55 @@
+"""Checks of whole AnnData objects, before anything is built from them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from anndata import AnnData
+
+from scgtl.data._align import check_unique_genes
+from scgtl.data._reading import get_matrix
+from scgtl.data._units import check_library_sizes, check_matrix, check_units_name
+
+if TYPE_CHECKING:
+    from scgtl._constants import Units
+
+
+def check_anndata(adata) -> None:
+    """Reject anything that is not a non-empty AnnData."""
+    if not isinstance(adata, AnnData):
+        raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"The AnnData is empty ({adata.n_obs} obs x {adata.n_vars} vars).")
+
+
+def check_corpus(
+    adata: AnnData,
+    *,
+    layer: str | None,
+    units: Units,
+    labels_key: str | None = None,
+    batch_key: str | None = None,
+    library_size_key: str | None = None,
+) -> None:
+    """Check a pre-training corpus: units, unique genes, values, and the named ``obs`` columns.
+
+    Raises
+    ------
+    ValueError
+        Unknown units, empty data, duplicate genes, values impossible in ``units``, missing
+        labels, or bad library sizes.
+    KeyError
+        A layer or ``obs`` column that does not exist.
+    """
+    check_units_name(units)
+    check_unique_genes(adata.var_names)
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    check_matrix(get_matrix(adata, layer), units, where=where)
+    keys = (("labels_key", labels_key), ("batch_key", batch_key))
+    for name, key in (*keys, ("library_size_key", library_size_key)):
+        if key is not None and key not in adata.obs:
+            raise KeyError(f"{name}={key!r} is not a column of adata.obs: {list(adata.obs)}.")
+    if labels_key is not None and adata.obs[labels_key].isna().any():
+        raise ValueError(f"obs[{labels_key!r}] has missing labels; drop or fill them.")
+    if library_size_key is not None:
+        check_library_sizes(adata.obs[library_size_key], units, key=library_size_key)

@@ -1,0 +1,139 @@
+"""Scouts -> guide, as a part of :class:`scgtl.GTL` (the loops live in :mod:`scgtl.train`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from scgtl._docs import doc
+from scgtl.guide import cluster_groups, guide_from_changes, sample_scout_tasks
+from scgtl.train import check_head_init, check_training_settings, run_scouts
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from scgtl.guide._guide import Normalization, Statistic, Temperature
+    from scgtl.train._few_shot import HeadInit
+
+
+class GuideMixin:
+    """:meth:`compute_guide` of :class:`~scgtl.GTL`: scouts on the corpus, then the guide."""
+
+    @doc.dedent
+    def compute_guide(
+        self,
+        adata: AnnData | None = None,
+        *,
+        n_scouts: int = 60,
+        n_way: int = 2,
+        k_shot: int = 5,
+        n_clusters: int = 30,
+        n_steps: int = 100,
+        lr: float = 1e-3,
+        statistic: Statistic = "squared",
+        normalization: Normalization = "global",
+        temperature: Temperature = "room",
+        top_p: float = 0.1,
+        slope: float = 1.0,
+        intercept: float = 0.0,
+        scale: float = 1.0,
+        max_cells: int = 20_000,
+        head_init: HeadInit = "prototypes",
+        seed: int = 0,
+        progress: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """Run scouts on the corpus and (re)compute the guide, without re-pre-training.
+
+        Each scout copies the pre-trained encoder, adds a fresh head, trains ``n_steps`` on an
+        ``n_way``-class, ``k_shot``-per-class problem drawn from the corpus labels (or, without
+        labels, from K-means clusters of the latent space), and records ``w_final - w_base``.
+        The guide is the mean squared (or absolute) change, min-max normalised, reshaped by
+        ``temperature`` and ``scale`` (see :func:`scgtl.guide.guide_from_changes`).
+
+        Parameters
+        ----------
+        adata
+            The corpus; defaults to the AnnData the model was set up with. Must have the model's
+            genes (and its labels column if the model was set up with labels).
+        n_scouts, n_way, k_shot
+            Number of scout problems, classes per problem and samples per class.
+        n_clusters
+            K of the K-means clustering used when the corpus has no labels.
+        n_steps, lr
+            Training of each scout (Adam), like fine-tuning.
+        statistic
+            ``"squared"`` or ``"absolute"`` change.
+        normalization
+            ``"global"``: one min-max over all encoder weights, so a layer that scouts barely
+            move stays nearly fixed (the default: it measured better on the benchmark targets,
+            see ``docs/benchmarks.md``); ``"per_tensor"``: each tensor scaled to ``[0, 1]`` on
+            its own, as published.
+        temperature, top_p, slope, intercept, scale
+            Guide reshaping, see :func:`scgtl.guide.apply_temperature`.
+        max_cells
+            Scouts draw from a seeded subsample of at most this many corpus observations, which
+            bounds memory on large corpora.
+        %(param_head_init)s
+            Each scout's head starts this way, so scouts move the weights as fine-tuning will.
+        seed
+            Seed of the subsample, clustering, scout draws and scout training.
+        progress
+            Show a progress bar.
+
+        Returns
+        -------
+        The guide, also stored in :attr:`guide` (and saved with the model).
+        """
+        settings = {k: v for k, v in locals().items() if k not in ("self", "adata")}
+        check_training_settings(n_steps=n_steps, lr=lr)
+        check_head_init(head_init)
+        corpus = self._resolve_query(adata, None)[0]
+        rng = np.random.default_rng(seed)
+        pool = np.sort(rng.choice(corpus.n_obs, size=min(max_cells, corpus.n_obs), replace=False))
+        x = self._read_rows(
+            corpus,
+            layer=self.layer,
+            units=self.units,
+            indices=pool,
+            library_size=self._stored_library_sizes(corpus, self.units),
+        )
+        groups = self._scout_groups(corpus, pool, x, n_clusters=n_clusters, seed=seed)
+        tasks = sample_scout_tasks(groups, n_scouts=n_scouts, n_way=n_way, k_shot=k_shot, seed=seed)
+        changes = run_scouts(
+            self.module.encoder,
+            x,
+            tasks,
+            n_latent=self.architecture_["n_latent"],
+            n_steps=n_steps,
+            lr=lr,
+            seed=seed,
+            progress=progress,
+            head_init=head_init,
+        )
+        self.guide_ = guide_from_changes(
+            changes,
+            statistic=statistic,
+            normalization=normalization,
+            temperature=temperature,
+            top_p=top_p,
+            slope=slope,
+            intercept=intercept,
+            scale=scale,
+        )
+        del settings["progress"]
+        self.guide_settings_ = {**settings, "groups": "labels" if self.labels_key else "kmeans"}
+        return self.guide_
+
+    def _scout_groups(
+        self, corpus: AnnData, pool: np.ndarray, x: torch.Tensor, *, n_clusters: int, seed: int
+    ) -> np.ndarray:
+        """The corpus labels of the pool, or K-means clusters of its latent codes."""
+        if self.labels_key is None:
+            self.module.eval()
+            latent = torch.cat([self.module.embed(chunk) for chunk in x.split(4096)])
+            return cluster_groups(latent.cpu().numpy(), n_clusters=n_clusters, seed=seed)
+        if self.labels_key not in corpus.obs:
+            raise KeyError(f"The corpus lacks the model's labels column {self.labels_key!r}.")
+        return corpus.obs[self.labels_key].astype(str).to_numpy()[pool]

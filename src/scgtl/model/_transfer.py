@@ -1,0 +1,267 @@
+"""Target adaptation and fine-tuning, as a part of :class:`scgtl.GTL`.
+
+The model only orchestrates: reading rows (:mod:`scgtl.data`), the training loops
+(:mod:`scgtl.train`) and wrapping the result in a :class:`~scgtl.GTLClassifier`.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import torch
+
+from scgtl._docs import doc
+from scgtl.data import align_genes, check_anndata, check_units_name, row_sampler, support_rows
+from scgtl.model._classifier import GTLClassifier
+from scgtl.train import (
+    check_head_init,
+    check_training_settings,
+    fine_tune_network,
+    fit_masked_reconstruction,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from anndata import AnnData
+
+    from scgtl._constants import Units
+    from scgtl.model._gtl import GTL
+    from scgtl.train._few_shot import ExtraLoss, HeadInit, InputTransform, StepCallback
+
+#: Default number of steps of :meth:`GTL.adapt`.
+ADAPT_STEPS = 1000
+
+
+class TransferMixin:
+    """:meth:`adapt` and :meth:`fine_tune` of :class:`~scgtl.GTL`."""
+
+    @doc.dedent
+    def adapt(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None = None,
+        units: Units | None = None,
+        n_steps: int = ADAPT_STEPS,
+        replay: float = 0.5,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        seed: int = 0,
+    ) -> GTL:
+        """Continue pre-training on a target's unlabelled cells; returns a new, adapted model.
+
+        The encoder and decoder take ``n_steps`` more steps of masked-expression reconstruction
+        on mini-batches that mix target rows with corpus rows (``replay``), so the encoder learns
+        the target's expression patterns without forgetting the corpus's. No label is read: a
+        user can adapt on every cell of the study before labelling a few of them. The guide and
+        everything else are copied from this model, which is left unchanged; call
+        :meth:`compute_guide` on the result to run the scouts again.
+
+        Parameters
+        ----------
+        adata
+            The target; all of its rows are used, labelled or not. Its genes are aligned to the
+            model's (missing ones zero-filled); it is not modified.
+        %(param_query_layer_units)s
+        n_steps
+            Optimizer steps (see :func:`scgtl.train.fit_masked_reconstruction`).
+        replay
+            Fraction of each mini-batch drawn from the corpus (``0``: target rows only, which
+            needs no corpus attached to the model).
+        batch_size
+            Rows per mini-batch.
+        lr, weight_decay
+            Adam settings, as in pre-training.
+        seed
+            Seed of the mini-batch draws and masks.
+
+        Returns
+        -------
+        A new :class:`~scgtl.GTL` whose ``adaptation_`` records the settings, the target's size
+        and the loss at every step.
+        """
+        check_anndata(adata)
+        units = self.units if units is None else units
+        check_units_name(units)
+        check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
+        if not isinstance(batch_size, int) or batch_size < 2:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 2.")
+        if not 0.0 <= replay < 1.0:
+            raise ValueError(f"replay={replay!r} must be in [0, 1).")
+        if replay > 0 and self.adata is None:
+            raise ValueError(
+                "replay > 0 needs the corpus: load the model with adata=corpus, or pass replay=0."
+            )
+        rng = np.random.default_rng(seed)
+        n_replay = round(batch_size * replay)
+        sources = [(adata, layer, units, batch_size - n_replay, None, True)]
+        if n_replay:
+            corpus_sizes = self._stored_library_sizes(self.adata, self.units)
+            sources.append((self.adata, self.layer, self.units, n_replay, corpus_sizes, False))
+        samplers = [
+            row_sampler(
+                source,
+                layer=source_layer,
+                units=source_units,
+                alignment=align_genes(source.var_names, self.gene_names, warn=warn),
+                n_rows=n_rows,
+                rng=rng,
+                device=self.module.device,
+                library_size=sizes,
+            )
+            for source, source_layer, source_units, n_rows, sizes, warn in sources
+        ]
+        adapted = copy.copy(self)
+        adapted.module = copy.deepcopy(self.module)
+        adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
+        losses = fit_masked_reconstruction(
+            adapted.module,
+            lambda: torch.cat([draw() for draw in samplers]),
+            n_steps=n_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+        )
+        adapted.adaptation_ = {
+            "n_obs": adata.n_obs,
+            "n_steps": n_steps,
+            "replay": replay,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "units": units,
+            "losses": np.asarray(losses, dtype=np.float32),
+        }
+        return adapted
+
+    @doc.dedent
+    def fine_tune(
+        self,
+        adata: AnnData,
+        *,
+        labels_key: str,
+        k_shot: int | None = None,
+        seed: int = 0,
+        layer: str | None = None,
+        units: Units | None = None,
+        support_indices: Sequence[int] | np.ndarray | None = None,
+        use_guide: bool = True,
+        guide: Mapping[str, torch.Tensor] | None = None,
+        from_scratch: bool = False,
+        n_steps: int = 100,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        head_init: HeadInit = "prototypes",
+        input_transform: InputTransform | None = None,
+        extra_loss: ExtraLoss | None = None,
+        callback: StepCallback | None = None,
+    ) -> GTLClassifier:
+        """Learn a few-shot target task; returns a new classifier, this model is unchanged.
+
+        Parameters
+        ----------
+        adata
+            The target study. Its genes are aligned to the model's (missing ones zero-filled,
+            extra ones dropped, with a warning giving the overlap); it is not modified.
+        labels_key
+            ``obs`` column with the target classes.
+        k_shot
+            Labelled samples per class to train on, drawn with ``seed``.
+        seed
+            Seed of the support draw, the head's initialisation and dropout.
+        %(param_query_layer_units)s
+        support_indices
+            Positions of the rows to train on, instead of drawing ``k_shot`` per class (the
+            benchmark uses it so every method sees the same support set). Only these rows need
+            labels: the others may be missing (NaN).
+        use_guide
+            Scale each update by the guide (GTL). ``False`` is plain fine-tuning.
+        guide
+            A guide to use instead of the model's own (same parameter names and shapes), e.g.
+            ``scgtl.guide.apply_temperature(model.guide, "warm")``.
+        from_scratch
+            Start from a randomly initialised network of the same architecture, without guide.
+        n_steps, lr, weight_decay
+            Full-batch Adam fine-tuning.
+        %(param_head_init)s
+        %(param_fit_hooks)s
+
+        Returns
+        -------
+        A fitted :class:`~scgtl.GTLClassifier`.
+        """
+        units = self.units if units is None else units
+        check_units_name(units)
+        check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
+        check_head_init(head_init)
+        guide = self._fine_tune_guide(use_guide=use_guide, from_scratch=from_scratch, guide=guide)
+        check_anndata(adata)
+        if labels_key not in adata.obs:
+            raise KeyError(
+                f"labels_key={labels_key!r} is not a column of adata.obs: {list(adata.obs)}."
+            )
+        labels = adata.obs[labels_key]
+        support = support_rows(
+            labels, k_shot=k_shot, seed=seed, support_indices=support_indices, labels_key=labels_key
+        )
+        x = self._read_rows(adata, layer=layer, units=units, indices=support)
+        support_labels = pd.Categorical(labels.iloc[support].astype(str))
+        y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)
+        network, losses = fine_tune_network(
+            None if from_scratch else self.module.encoder,
+            x,
+            y,
+            len(support_labels.categories),
+            architecture=self.architecture_,
+            seed=seed,
+            head_init=head_init,
+            n_steps=n_steps,
+            lr=lr,
+            weight_decay=weight_decay,
+            guide=guide,
+            input_transform=input_transform,
+            extra_loss=extra_loss,
+            callback=callback,
+        )
+        return GTLClassifier.from_network(
+            network,
+            gene_names=self.gene_names,
+            classes=support_labels.categories,
+            labels_key=labels_key,
+            layer=layer,
+            units=units,
+            source=adata,
+            fit_record={
+                "support_obs_names": adata.obs_names[support].to_numpy(dtype=str),
+                "losses": np.asarray(losses, dtype=np.float32),
+                "use_guide": guide is not None,
+                "from_scratch": from_scratch,
+                "k_shot": k_shot,
+                "seed": seed,
+                "n_steps": n_steps,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "head_init": head_init,
+            },
+            architecture=self.architecture_,
+        )
+
+    def _fine_tune_guide(self, *, use_guide: bool, from_scratch: bool, guide):
+        if guide is not None and (from_scratch or not use_guide):
+            raise ValueError("guide= is given, but use_guide=False or from_scratch=True.")
+        if from_scratch or not use_guide:
+            return None
+        if guide is not None:
+            return guide
+        if self.guide_ is None:
+            raise ValueError(
+                "This model has no guide yet: call model.train() or model.compute_guide(), "
+                "or pass use_guide=False for plain fine-tuning."
+            )
+        return self.guide_
