@@ -27,10 +27,9 @@ from pathlib import Path
 
 import anndata as ad
 import matplotlib
-import scanpy as sc
 
-from scgtl import benchmark
-from scgtl.benchmark._few_shot import limit_threads
+import scgtl
+from scgtl import benchmark, datasets
 
 matplotlib.use("Agg")
 
@@ -57,22 +56,38 @@ def data_dir() -> Path:
 
 
 def load_corpus(folder: Path) -> ad.AnnData:
-    """mudan_pbmcA + kang_stim, raw counts, inner join on gene names."""
-    parts = {name: ad.read_h5ad(folder / f"{name}.h5ad") for name in ("mudan_pbmcA", "kang_stim")}
+    """mudan_pbmcA + kang_stim, raw counts, inner join on gene names (checked by sha256)."""
+    parts = {
+        name: getattr(datasets, name)(data_dir=folder, download=False)
+        for name in ("mudan_pbmcA", "kang_stim")
+    }
     for part in parts.values():
         part.obs = part.obs[[]]
     return ad.concat(parts, join="inner", label="source", index_unique="-")
 
 
 def load_target(name: str, folder: Path) -> tuple[ad.AnnData, str, str]:
-    """(target, labels_key, units)."""
+    """(target, labels_key, units), loaded through scgtl.datasets."""
     if name == "pbmc68k_reduced":
-        full = sc.datasets.pbmc68k_reduced()
-        target = full.raw.to_adata()
-        target.obs = full.obs[["bulk_labels"]].copy()
+        full = datasets.pbmc68k_reduced(use_raw=True)
+        target = ad.AnnData(X=full.X, obs=full.obs[["bulk_labels"]].copy(), var=full.var.copy())
         return target, "bulk_labels", "log1p"
-    target = ad.read_h5ad(folder / f"{name}.h5ad")
+    target = getattr(datasets, name)(data_dir=folder, download=False)
     return target, "cell_type", "normalized" if name == "yan" else "counts"
+
+
+def run_episodes(model, target, labels_key: str, units: str, args, **kwargs):
+    """``scgtl.benchmark.few_shot`` with the script's k, episodes and seed (``args``)."""
+    return benchmark.few_shot(
+        model,
+        target,
+        labels_key=labels_key,
+        k_shots=args.k_shots,
+        n_episodes=args.n_episodes,
+        seed=args.seed,
+        units=units,
+        **kwargs,
+    )
 
 
 def main() -> None:
@@ -93,8 +108,8 @@ def main() -> None:
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    with limit_threads(args.threads):
-        run(args)
+    scgtl.settings.n_threads = args.threads
+    run(args)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -116,16 +131,7 @@ def run(args: argparse.Namespace) -> None:
     for name in args.targets:
         target, labels_key, units = load_target(name, folder)
         t0 = time.perf_counter()
-        result = benchmark.few_shot(
-            model,
-            target,
-            labels_key=labels_key,
-            k_shots=args.k_shots,
-            n_episodes=args.n_episodes,
-            seed=args.seed,
-            units=units,
-            n_threads=args.threads,
-        )
+        result = run_episodes(model, target, labels_key, units, args, n_threads=args.threads)
         timings[name] = time.perf_counter() - t0
         title = f"{name}: pre-trained on mudan_pbmcA + kang_stim"
         paths = result.save(args.out / name, title=title)
@@ -135,14 +141,12 @@ def run(args: argparse.Namespace) -> None:
             print("  " + line)
         if args.adapt:
             t0 = time.perf_counter()
-            adapted = benchmark.few_shot(
+            adapted = run_episodes(
                 model,
                 target,
-                labels_key=labels_key,
-                k_shots=args.k_shots,
-                n_episodes=args.n_episodes,
-                seed=args.seed,
-                units=units,
+                labels_key,
+                units,
+                args,
                 methods=[*ADAPTED_METHODS, *BASELINES],
                 reference="gtl_adapted",
                 n_threads=args.threads,

@@ -24,9 +24,9 @@ augment
 adapt
     ``model.adapt`` settings (steps, replay) before guided fine-tuning.
 
-The variants that are not package options are written here, on top of the package's own parts
-(the encoder copy, ``prototype_head``, ``GuidedUpdate``); with every option off, the loop
-reproduces ``model.fine_tune`` exactly (checked at start-up).
+The variants that are not package options are written here as hooks of ``model.fine_tune``
+(``guide``, ``input_transform``, ``extra_loss``), passed by a ``FineTuneMethod`` subclass; the
+training loop is the package's own.
 
     python benchmarks/finetune_variants.py --groups l2sp layers temperature entropy ensemble \
         augment adapt
@@ -37,7 +37,6 @@ Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
 from __future__ import annotations
 
 import argparse
-import copy
 import logging
 import time
 from pathlib import Path
@@ -45,21 +44,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from few_shot_real import TARGETS, data_dir, load_corpus, load_target
+from few_shot_real import TARGETS, data_dir, load_corpus, load_target, run_episodes
 
+import scgtl
 from scgtl import benchmark
 from scgtl.benchmark import FewShotTask, FineTuneMethod, Method
-from scgtl.benchmark._few_shot import limit_threads
 from scgtl.guide import apply_temperature
-from scgtl.module import GTLClassifierModule
-from scgtl.train import GuidedUpdate, prototype_head
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-class VariantFineTune(Method):
-    """``model.fine_tune`` (100 full-batch Adam steps, prototype head), with extra options.
+class VariantFineTune(FineTuneMethod):
+    """``model.fine_tune`` with the research options, through its public hooks.
 
     Parameters
     ----------
@@ -81,8 +77,6 @@ class VariantFineTune(Method):
         Fraction of genes zeroed in the support rows, drawn afresh at every step.
     """
 
-    needs_model = True
-
     def __init__(
         self,
         name: str,
@@ -94,74 +88,78 @@ class VariantFineTune(Method):
         entropy: float = 0.0,
         n_models: int = 1,
         mask: float = 0.0,
-        n_steps: int = 100,
-        lr: float = 1e-3,
     ):
-        self.name = name
-        self.use_guide, self.l2sp, self.free, self.entropy = use_guide, l2sp, free, entropy
+        super().__init__(name, use_guide=use_guide)
+        self.l2sp, self.free, self.entropy = l2sp, free, entropy
         self.temperature = temperature or {}
-        self.n_models, self.n_steps, self.lr = n_models, n_steps, lr
-        self.mask = mask
+        self.n_models, self.mask = n_models, mask
 
-    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> np.ndarray:
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
         if self.n_models == 1:
-            return self._fit_predict(task, seed)
-        seeds = [100 * seed + i for i in range(self.n_models)]
-        return np.mean([self._fit_predict(task, s) for s in seeds], axis=0)
+            return super().fit_predict_proba(task, seed=seed)
+        fits = [
+            super(VariantFineTune, self).fit_predict_proba(task, seed=100 * seed + i)
+            for i in range(self.n_models)
+        ]
+        return sum(fits) / self.n_models
 
-    def _guide(self, model) -> dict[str, torch.Tensor] | None:
-        if not self.use_guide:
-            return None
-        guide = apply_temperature(model.guide, **self.temperature)
+    def options(self, task: FewShotTask, *, seed: int) -> dict:
+        options = super().options(task, seed=seed)
+        if self.use_guide and (self.temperature or self.free):
+            options["guide"] = self._guide(task.model.guide)
+        if self.mask:
+            options["input_transform"] = RandomGeneMask(self.mask)
+        if self.entropy:
+            rows = torch.as_tensor(task.data.X_log)
+            options["extra_loss"] = UnlabelledEntropy(rows, self.entropy, seed=seed)
+        if self.l2sp:
+            options["extra_loss"] = L2SP(self.l2sp)
+        return options
+
+    def _guide(self, guide: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        guide = apply_temperature(guide, **self.temperature)
         return {
             name: torch.ones_like(g) if self.free and name.startswith(self.free) else g
             for name, g in guide.items()
         }
 
-    def _fit_predict(self, task: FewShotTask, seed: int) -> np.ndarray:
-        model = task.model
-        x = torch.as_tensor(task.X_support)
-        codes = pd.Categorical(task.y_support, categories=task.classes).codes
-        y = torch.as_tensor(codes.astype(np.int64))
-        rng = np.random.default_rng(seed)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            net = GTLClassifierModule(x.shape[1], len(task.classes), **model.architecture_)
-            net.encoder.load_state_dict(copy.deepcopy(model.module.encoder.state_dict()))
-            net.head = prototype_head(net.encoder, x, y, len(task.classes))
-            anchor = {k: p.detach().clone() for k, p in net.encoder.named_parameters()}
-            params = list(net.encoder.parameters()) + list(net.head.parameters())
-            optimizer = torch.optim.Adam(params, lr=self.lr)
-            guide = self._guide(model)
-            guided = GuidedUpdate(dict(net.encoder.named_parameters()), guide) if guide else None
-            net.encoder.train()
-            net.head.train()
-            for _ in range(self.n_steps):
-                optimizer.zero_grad(set_to_none=True)
-                inputs = x.masked_fill(torch.rand_like(x) < self.mask, 0.0) if self.mask else x
-                loss = F.cross_entropy(net.head(net.encoder(inputs)), y)
-                if self.entropy:
-                    rows = rng.choice(task.data.X_log.shape[0], size=256)
-                    p = torch.softmax(
-                        net.head(net.encoder(torch.as_tensor(task.data.X_log[rows]))), 1
-                    )
-                    loss = loss - self.entropy * (p * torch.log(p + 1e-8)).sum(1).mean()
-                if self.l2sp:
-                    drift = sum(
-                        ((p - anchor[k]) ** 2).sum() for k, p in net.encoder.named_parameters()
-                    )
-                    loss = loss + self.l2sp / 2 * drift
-                loss.backward()
-                if guided is None:
-                    optimizer.step()
-                else:
-                    with guided.step():
-                        optimizer.step()
-            net.encoder.eval()
-            net.head.eval()
-            with torch.no_grad():
-                logits = net.head(net.encoder(torch.as_tensor(task.X_query)))
-        return torch.softmax(logits, 1).numpy()
+
+class RandomGeneMask:
+    """``input_transform``: a fresh random ``rate`` of the genes zeroed at every step."""
+
+    def __init__(self, rate: float):
+        self.rate = rate
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.masked_fill(torch.rand_like(x) < self.rate, 0.0)
+
+
+class UnlabelledEntropy:
+    """``extra_loss``: ``weight`` x mean prediction entropy on 256 random unlabelled rows."""
+
+    def __init__(self, rows: torch.Tensor, weight: float, *, seed: int):
+        self.rows, self.weight = rows, weight
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, encoder, head) -> torch.Tensor:
+        drawn = self.rows[self.rng.choice(self.rows.shape[0], size=256)]
+        p = torch.softmax(head(encoder(drawn)), 1)
+        return -self.weight * (p * torch.log(p + 1e-8)).sum(1).mean()
+
+
+class L2SP:
+    """``extra_loss``: ``alpha / 2 * sum |w - w0|^2`` over the encoder, ``w0`` its weights at
+    the first step (the pre-trained ones)."""
+
+    def __init__(self, alpha: float):
+        self.alpha = alpha
+        self.anchor: dict[str, torch.Tensor] | None = None
+
+    def __call__(self, encoder, head) -> torch.Tensor:
+        if self.anchor is None:
+            self.anchor = {k: p.detach().clone() for k, p in encoder.named_parameters()}
+        drift = sum(((p - self.anchor[k]) ** 2).sum() for k, p in encoder.named_parameters())
+        return self.alpha / 2 * drift
 
 
 def adapted(name: str, n_steps: int, replay: float) -> FineTuneMethod:
@@ -204,16 +202,6 @@ GROUPS: dict[str, list[Method]] = {
 }
 
 
-def check_reproduces_fine_tune(model, target, labels_key: str, units: str) -> None:
-    """With every option off, VariantFineTune gives model.fine_tune's probabilities."""
-    kwargs = {"labels_key": labels_key, "k_shots": (3,), "n_episodes": 2, "units": units}
-    methods = [FineTuneMethod("gtl"), VariantFineTune("same")]
-    table = benchmark.few_shot(model, target, methods=methods, progress=False, **kwargs).table
-    scores = table.pivot_table(index="episode", columns="method", values="balanced_accuracy")
-    if not np.allclose(scores["gtl"], scores["same"], atol=1e-6):
-        raise RuntimeError(f"VariantFineTune does not reproduce fine_tune:\n{scores}")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", nargs="+", default=list(GROUPS), choices=list(GROUPS))
@@ -234,29 +222,19 @@ def main() -> None:
     # One file per set of groups, so that two sets can run at once (one core each).
     csv = args.out / f"variants_{'_'.join(args.groups)}.csv"
     tables = []
-    with limit_threads(args.threads):
-        model = benchmark.pretrain(
-            load_corpus(folder), units="counts", n_hvg=2000, seed=args.seed, progress=False
+    scgtl.settings.n_threads = args.threads
+    model = benchmark.pretrain(
+        load_corpus(folder), units="counts", n_hvg=2000, seed=args.seed, progress=False
+    )
+    for target_name in TARGETS:
+        target, labels_key, units = load_target(target_name, folder)
+        start = time.perf_counter()
+        result = run_episodes(
+            model, target, labels_key, units, args, methods=methods, progress=False
         )
-        for target_name in TARGETS:
-            target, labels_key, units = load_target(target_name, folder)
-            if target_name == TARGETS[0]:
-                check_reproduces_fine_tune(model, target, labels_key, units)
-            start = time.perf_counter()
-            result = benchmark.few_shot(
-                model,
-                target,
-                labels_key=labels_key,
-                k_shots=args.k_shots,
-                n_episodes=args.n_episodes,
-                seed=args.seed,
-                units=units,
-                methods=methods,
-                progress=False,
-            )
-            tables.append(result.table.assign(target=target_name))
-            pd.concat(tables).to_csv(csv, index=False)
-            print(f"{target_name}: {time.perf_counter() - start:.0f} s", flush=True)
+        tables.append(result.table.assign(target=target_name))
+        pd.concat(tables).to_csv(csv, index=False)
+        print(f"{target_name}: {time.perf_counter() - start:.0f} s", flush=True)
     report = to_markdown(read_all(args.out))
     (args.out / "variants.md").write_text(report + "\n")
     print(report)

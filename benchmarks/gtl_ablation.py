@@ -24,14 +24,14 @@ import numpy as np
 import pandas as pd
 import pretraining_variants as variants
 import scvi
-from few_shot_real import BASELINES, TARGETS, data_dir, load_corpus, load_target
-from torch import nn
+from few_shot_real import BASELINES, TARGETS, data_dir, load_corpus, load_target, run_episodes
 
-from scgtl import GTL, benchmark
+import scgtl
+from scgtl import GTL
 from scgtl.benchmark import FineTuneMethod
-from scgtl.benchmark._few_shot import limit_threads
 from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, select_genes
 from scgtl.data import align_genes, get_matrix, library_sizes, read_log_expression
+from scgtl.module import GTLModule
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -245,31 +245,24 @@ def log_corpus(work) -> np.ndarray:
     return x_log.numpy()
 
 
-def replace_module(model: GTL, settings: dict, x_log: np.ndarray, seed: int) -> None:
-    """Swap in the variant's pre-training objective (same encoder architecture)."""
+def model_class_and_options(settings: dict, x_log: np.ndarray, seed: int) -> tuple[type, dict]:
+    """The GTL subclass of the configuration's pre-training variant, and its module options."""
     objective = settings.get("objective")
-    if objective is None:
-        return
-    kwargs = {
-        "n_labels": 0,
-        "units": model.units,
-        "mask_rate": model.module.mask_rate,
-        **model.architecture_,
-    }
-    n_input = model.summary_stats.n_vars
     if objective == "pca":
         pca = variants.corpus_pca(x_log, 50, seed)
-        model.module = variants.PCAReconstructionModule(
-            n_input, components=pca.components_.T, center=pca.mean_, **kwargs
-        )
-    elif objective == "shallow_decoder":
-        model.module.decoder = nn.Sequential(
-            nn.Linear(model.architecture_["n_latent"], 256), nn.ReLU(), nn.Linear(256, n_input)
-        )
-    elif objective == "contrastive":
-        model.module = variants.ContrastiveModule(n_input, contrastive_weight=0.1, **kwargs)
-    else:
+        return variants.PCAReconstructionGTL, {"components": pca.components_.T, "center": pca.mean_}
+    if objective == "contrastive":
+        return variants.ContrastiveGTL, {"contrastive_weight": 0.1}
+    if objective == "shallow_decoder":
+        return variants.ShallowDecoderGTL, {}
+    if objective is not None:
         raise ValueError(f"unknown objective {objective!r}")
+    if settings.get("gene_scaling", False):
+        std = np.maximum(x_log.std(0), 0.05)
+        return variants.ScaledInputGTL, {"gene_mean": x_log.mean(0), "gene_std": std}
+    if settings.get("missing") == "mean":
+        return variants.MeanFillGTL, {}
+    return GTL, {}
 
 
 def pretrain(corpus, genes, settings: dict, seed: int) -> tuple[GTL, np.ndarray]:
@@ -287,21 +280,19 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> tuple[GTL, np.ndarray]
         work.obs[labels_key] = variants.kmeans_labels(x_log, settings["kmeans_labels"], seed)
     scvi.settings.seed = seed
     GTL.setup_anndata(work, units="counts", library_size_key=key, labels_key=labels_key)
-    model = GTL(work, **settings.get("model", {}))
-    replace_module(model, settings, x_log, seed)
-    scaling = settings.get("gene_scaling", False)
-    if scaling:
-        model.module.encoder = variants.ScaledInput(
-            model.module.encoder, x_log.mean(0), np.maximum(x_log.std(0), 0.05)
-        )
+    if settings.get("objective") in ("pca", "contrastive"):
+        # The published rows of these two variants built a default module first and then
+        # replaced it; building (and dropping) one here keeps their random stream, and so
+        # their numbers, exactly.
+        GTLModule(work.n_vars, units="counts", **settings.get("model", {}))
+    model_cls, module_options = model_class_and_options(settings, x_log, seed)
+    model = model_cls(work, **settings.get("model", {}), **module_options)
     model.train(
         max_epochs=settings["max_epochs"],
         plan_kwargs=settings["plan"],
         enable_progress_bar=False,
         compute_guide=False,
     )
-    if scaling:
-        model.module.encoder = variants.fold_scaling(model.module.encoder)
     model.compute_guide(
         seed=seed,
         progress=False,
@@ -323,9 +314,7 @@ def models_per_target(corpus, genes, targets: dict, settings: dict, seed: int) -
     if settings.get("missing") != "mean":
         return dict.fromkeys(targets, model)
     return {
-        name: variants.fill_missing_with_mean(
-            model, ~model.gene_names.isin(target.var_names), x_log.mean(0)
-        )
+        name: model.with_missing_at_mean(~model.gene_names.isin(target.var_names), x_log.mean(0))
         for name, (target, _, _) in targets.items()
     }
 
@@ -358,29 +347,27 @@ def main() -> None:
     # Runs of other configurations are kept, so variants can be measured later.
     tables = [pd.read_csv(csv)] if csv.exists() else []
     tables = [t[~t["config"].isin(args.configs)] for t in tables]
-    with limit_threads(args.threads):
-        for name, _, settings in ALL:
-            if name not in args.configs:
-                continue
-            start = time.perf_counter()
-            models = models_per_target(corpus, genes, targets, settings, args.seed)
-            for target_name, (target, labels_key, units) in targets.items():
-                result = benchmark.few_shot(
-                    models[target_name],
-                    target,
-                    labels_key=labels_key,
-                    k_shots=args.k_shots,
-                    n_episodes=args.n_episodes,
-                    seed=args.seed,
-                    units=units,
-                    methods=methods(settings),
-                    progress=False,
-                )
-                table = result.table.assign(config=name, target=target_name)
-                tables.append(table)
-            pd.concat(tables).to_csv(csv, index=False)
-            print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-            print(summarize(pd.concat(tables)).to_string(), flush=True)
+    scgtl.settings.n_threads = args.threads
+    for name, _, config in ALL:
+        if name not in args.configs:
+            continue
+        start = time.perf_counter()
+        models = models_per_target(corpus, genes, targets, config, args.seed)
+        for target_name, (target, labels_key, units) in targets.items():
+            result = run_episodes(
+                models[target_name],
+                target,
+                labels_key,
+                units,
+                args,
+                methods=methods(config),
+                progress=False,
+            )
+            table = result.table.assign(config=name, target=target_name)
+            tables.append(table)
+        pd.concat(tables).to_csv(csv, index=False)
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        print(summarize(pd.concat(tables)).to_string(), flush=True)
     (args.out / "ablation.md").write_text(to_markdown(pd.concat(tables)) + "\n")
 
 

@@ -2,16 +2,19 @@
 
 Each changes only how the encoder is pre-trained (or how a target's missing genes are filled);
 scouts, guide and fine-tuning then run unchanged on a plain :class:`scgtl.module.MLPEncoder`,
-so the variant is compared with the default on exactly the same footing.
+so the variant is compared with the default on exactly the same footing. Every variant plugs
+in as scvi-tools models do: a module class (a subclass of ``GTLModule``) set as ``_module_cls``
+of a subclass of ``scgtl.GTL``, whose options are passed to the model's constructor.
 
-- ``PCAReconstructionModule``: the decoder predicts the cell's top principal components (of the
+- ``PCAReconstructionGTL``: the decoder predicts the cell's top principal components (of the
   corpus PCA, on the full unmasked log expression) instead of the masked genes.
-- ``ContrastiveModule``: masked reconstruction plus an InfoNCE term that pulls together the
+- ``ContrastiveGTL``: masked reconstruction plus an InfoNCE term that pulls together the
   latent codes of two differently masked views of the same cell (SimCLR-style).
-- ``ScaledInput`` / ``fold_scaling``: pre-training on per-gene standardised log expression,
-  the scaling then folded exactly into the first linear layer.
-- ``fill_missing_with_mean``: genes absent from a target enter as the corpus mean instead of 0,
-  done exactly by moving their contribution into the first layer's bias.
+- ``ShallowDecoderGTL``: a one-hidden-layer decoder instead of the linear one.
+- ``ScaledInputGTL``: pre-training on per-gene standardised log expression, the scaling then
+  folded exactly into the first linear layer.
+- ``MeanFillGTL.with_missing_at_mean``: genes absent from a target enter as the corpus mean
+  instead of 0, done exactly by moving their contribution into the first layer's bias.
 - ``kmeans_labels``: K-means clusters of the corpus, used as labels (classification term and
   scouts).
 """
@@ -28,6 +31,7 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 from torch import nn
 
+from scgtl import GTL
 from scgtl.module import GTLModule
 
 
@@ -83,6 +87,18 @@ def info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Te
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
+class ShallowDecoderModule(GTLModule):
+    """The default objective with a decoder latent -> ``n_decoder_hidden`` -> genes (ReLU)."""
+
+    def __init__(self, n_input: int, *, n_decoder_hidden: int = 256, **kwargs):
+        super().__init__(n_input, **kwargs)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.encoder.n_latent, n_decoder_hidden),
+            nn.ReLU(),
+            nn.Linear(n_decoder_hidden, n_input),
+        )
+
+
 class ScaledInput(nn.Module):
     """Standardises each gene, ``(x - mean) / std``, before the wrapped encoder."""
 
@@ -94,6 +110,21 @@ class ScaledInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder((x - self.mean) / self.std)
+
+
+class ScaledInputModule(GTLModule):
+    """The default objective on standardised genes; :meth:`fold_scaling` makes it plain again.
+
+    Masking happens before the scaling (a masked gene enters as ``-mean / std``).
+    """
+
+    def __init__(self, n_input: int, *, gene_mean: np.ndarray, gene_std: np.ndarray, **kwargs):
+        super().__init__(n_input, **kwargs)
+        self.encoder = ScaledInput(self.encoder, gene_mean, gene_std)
+
+    def fold_scaling(self) -> None:
+        """Fold the standardisation into the first layer: a plain encoder, same outputs."""
+        self.encoder = fold_scaling(self.encoder)
 
 
 def first_linear(encoder: nn.Module) -> nn.Linear:
@@ -127,28 +158,66 @@ def _check_same(a: torch.Tensor, b: torch.Tensor, what: str) -> None:
         raise RuntimeError(f"{what} changed the encoder's output by {(a - b).abs().max():.2g}.")
 
 
-@torch.no_grad()
-def fill_missing_with_mean(model, missing: np.ndarray, gene_mean: np.ndarray):
-    """A copy of ``model`` whose encoder sees the corpus mean for the ``missing`` genes.
+# ---------------------------------------------------------------------------- the models
+class PCAReconstructionGTL(GTL):
+    """GTL pre-trained to predict the corpus PCs; pass ``components=``, ``center=``."""
 
-    Missing genes are zero-filled at the input, so adding ``W[:, missing] @ mean[missing]`` to
-    the first layer's bias is exactly the same as filling them with their mean.
+    _module_cls = PCAReconstructionModule
+
+
+class ContrastiveGTL(GTL):
+    """GTL with a contrastive term; pass ``contrastive_weight=`` (and ``temperature=``)."""
+
+    _module_cls = ContrastiveModule
+
+
+class ShallowDecoderGTL(GTL):
+    """GTL with a one-hidden-layer decoder."""
+
+    _module_cls = ShallowDecoderModule
+
+
+class ScaledInputGTL(GTL):
+    """GTL pre-trained on standardised genes; pass ``gene_mean=``, ``gene_std=``.
+
+    After pre-training the scaling is folded into the encoder, so the scouts, the guide and
+    fine-tuning see a plain encoder of the model's genes.
     """
-    filled = copy.copy(model)
-    filled.module = copy.deepcopy(model.module)
-    layer = first_linear(filled.module.encoder)
-    fill = torch.as_tensor(gene_mean[missing], dtype=layer.weight.dtype)
-    layer.bias += layer.weight[:, torch.as_tensor(missing)] @ fill
-    probe = torch.rand(8, missing.size, generator=torch.Generator().manual_seed(0))
-    probe[:, missing] = 0.0
-    with_mean = probe.clone()
-    with_mean[:, missing] = fill
-    _check_same(
-        _eval_output(model.module.encoder, with_mean),
-        _eval_output(filled.module.encoder, probe),
-        "fill_missing_with_mean",
-    )
-    return filled
+
+    _module_cls = ScaledInputModule
+
+    def train(self, *args, compute_guide: bool = True, guide_kwargs=None, **kwargs) -> None:
+        super().train(*args, compute_guide=False, **kwargs)
+        self.module.fold_scaling()
+        if compute_guide:
+            self.compute_guide(**(guide_kwargs or {}))
+
+
+class MeanFillGTL(GTL):
+    """The default GTL, able to make copies that fill a target's missing genes with a mean."""
+
+    @torch.no_grad()
+    def with_missing_at_mean(self, missing: np.ndarray, gene_mean: np.ndarray) -> MeanFillGTL:
+        """A copy whose encoder sees ``gene_mean`` for the ``missing`` genes instead of 0.
+
+        Missing genes are zero-filled at the input, so adding ``W[:, missing] @ mean[missing]``
+        to the first layer's bias is exactly the same as filling them with their mean.
+        """
+        filled = copy.copy(self)
+        filled.module = copy.deepcopy(self.module)
+        layer = first_linear(filled.module.encoder)
+        fill = torch.as_tensor(gene_mean[missing], dtype=layer.weight.dtype)
+        layer.bias += layer.weight[:, torch.as_tensor(missing)] @ fill
+        probe = torch.rand(8, missing.size, generator=torch.Generator().manual_seed(0))
+        probe[:, missing] = 0.0
+        with_mean = probe.clone()
+        with_mean[:, missing] = fill
+        _check_same(
+            _eval_output(self.module.encoder, with_mean),
+            _eval_output(filled.module.encoder, probe),
+            "with_missing_at_mean",
+        )
+        return filled
 
 
 def corpus_pca(x_log: np.ndarray, n_components: int, seed: int) -> PCA:

@@ -205,4 +205,4 @@ def fine_tune_network(
         if head_init == "prototypes":
             network.head = prototype_head(network.encoder, x, y, n_classes)
         losses = fit_few_shot(network.encoder, network.head, x, y, **fit_kwargs)
-    return network, losses
+    return network.eval(), losses
