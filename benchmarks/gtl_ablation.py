@@ -278,14 +278,14 @@ def pretrain(corpus, genes, settings: dict, seed: int) -> tuple[GTL, np.ndarray]
     if settings.get("kmeans_labels"):
         labels_key = "kmeans"
         work.obs[labels_key] = variants.kmeans_labels(x_log, settings["kmeans_labels"], seed)
+    model_cls, module_options = model_class_and_options(settings, x_log, seed)
     scvi.settings.seed = seed
-    GTL.setup_anndata(work, units="counts", library_size_key=key, labels_key=labels_key)
+    model_cls.setup_anndata(work, units="counts", library_size_key=key, labels_key=labels_key)
     if settings.get("objective") in ("pca", "contrastive"):
         # The published rows of these two variants built a default module first and then
         # replaced it; building (and dropping) one here keeps their random stream, and so
         # their numbers, exactly.
         GTLModule(work.n_vars, units="counts", **settings.get("model", {}))
-    model_cls, module_options = model_class_and_options(settings, x_log, seed)
     model = model_cls(work, **settings.get("model", {}), **module_options)
     model.train(
         max_epochs=settings["max_epochs"],

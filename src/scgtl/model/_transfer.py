@@ -99,23 +99,14 @@ class TransferMixin:
             )
         rng = np.random.default_rng(seed)
         n_replay = round(batch_size * replay)
-        sources = [(adata, layer, units, batch_size - n_replay, None, True)]
+        samplers = [self._row_sampler(adata, layer, units, batch_size - n_replay, rng)]
         if n_replay:
             corpus_sizes = self._stored_library_sizes(self.adata, self.units)
-            sources.append((self.adata, self.layer, self.units, n_replay, corpus_sizes, False))
-        samplers = [
-            row_sampler(
-                source,
-                layer=source_layer,
-                units=source_units,
-                alignment=align_genes(source.var_names, self.gene_names, warn=warn),
-                n_rows=n_rows,
-                rng=rng,
-                device=self.module.device,
-                library_size=sizes,
+            samplers.append(
+                self._row_sampler(
+                    self.adata, self.layer, self.units, n_replay, rng, corpus_sizes, warn=False
+                )
             )
-            for source, source_layer, source_units, n_rows, sizes, warn in sources
-        ]
         adapted = copy.copy(self)
         adapted.module = copy.deepcopy(self.module)
         adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
@@ -139,6 +130,19 @@ class TransferMixin:
             "losses": np.asarray(losses, dtype=np.float32),
         }
         return adapted
+
+    def _row_sampler(self, adata, layer, units, n_rows, rng, library_size=None, *, warn=True):
+        """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes."""
+        return row_sampler(
+            adata,
+            layer=layer,
+            units=units,
+            alignment=align_genes(adata.var_names, self.gene_names, warn=warn),
+            n_rows=n_rows,
+            rng=rng,
+            device=self.module.device,
+            library_size=library_size,
+        )
 
     @doc.dedent
     def fine_tune(
