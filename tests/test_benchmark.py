@@ -1,4 +1,8 @@
-"""scgtl.benchmark on small real data: episodes, methods, statistics, plot, report."""
+"""scgtl.benchmark on small real data: episodes, methods, statistics, plot, report.
+
+``yan``, ``pbmc_target`` (the embedded default's four held-out cell types) and ``gtl_model`` (the
+run's one pre-trained model, on the six other types) come from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
@@ -14,50 +18,12 @@ from sklearn.ensemble import RandomForestClassifier
 
 from scgtl import benchmark
 from scgtl.benchmark import _stats
-from scgtl.benchmark._default import DEFAULT_LABELS_KEY, default_task, pretrain_default
+from scgtl.benchmark._default import DEFAULT_LABELS_KEY
 from scgtl.benchmark._methods import HIDDEN_LABEL
 
 matplotlib.use("Agg")
 
 BASELINES = ["logreg", "pca_logreg", "pca_knn"]
-
-
-# ---------------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="module")
-def yan(shared_data_dir) -> ad.AnnData:
-    """90 embryo cells, 6 stages, RPKM: an easy real task."""
-    return ad.read_h5ad(shared_data_dir / "yan.h5ad")
-
-
-@pytest.fixture(scope="module")
-def pbmc_task() -> tuple[ad.AnnData, ad.AnnData]:
-    """The embedded default: pbmc68k_reduced split into pre-training and held-out cell types."""
-    return default_task()
-
-
-@pytest.fixture(scope="module")
-def tiny_model(pbmc_task):
-    """A GTL pre-trained for a few epochs with a few scouts: enough to run, fast."""
-    corpus, _ = pbmc_task
-    return pretrain_default(
-        corpus.copy(),
-        train_kwargs={"max_epochs": 3, "guide_kwargs": {"n_scouts": 4, "n_steps": 20}},
-        progress=False,
-    )
-
-
-def _snapshot(adata: ad.AnnData):
-    x = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    return x.copy(), adata.obs.copy(), adata.var.copy(), set(adata.uns), set(adata.obsm)
-
-
-def _assert_unchanged(adata: ad.AnnData, snapshot) -> None:
-    x, obs, var, uns, obsm = snapshot
-    now = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
-    np.testing.assert_array_equal(now, x)
-    pd.testing.assert_frame_equal(adata.obs, obs)
-    pd.testing.assert_frame_equal(adata.var, var)
-    assert set(adata.uns) == uns and set(adata.obsm) == obsm
 
 
 # ---------------------------------------------------------------------------------- episodes
@@ -137,13 +103,13 @@ def test_unknown_labels_key(yan):
 
 
 # ---------------------------------------------------------------------------------- baselines
-def test_baselines_beat_chance_on_yan(yan):
-    snapshot = _snapshot(yan)
+def test_baselines_beat_chance_on_yan(yan, adata_snapshot):
+    snapshot = adata_snapshot(yan)
     res = benchmark.few_shot(
         None, yan, labels_key="cell_type", k_shots=(3,), n_episodes=3, units="normalized",
         methods=BASELINES, progress=False,
     )  # fmt: skip
-    _assert_unchanged(yan, snapshot)
+    snapshot.assert_unchanged(yan)
     table = res.table
     assert list(table.columns[:3]) == ["method", "k", "episode"]
     assert len(table) == 3 * 3
@@ -232,15 +198,15 @@ class _SpyModel:
 
 
 @pytest.mark.slow
-def test_all_methods_beat_chance_without_leakage(tiny_model, pbmc_task):
-    _, target = pbmc_task
-    snapshot = _snapshot(target)
-    spy = _SpyModel(tiny_model)
+def test_all_methods_beat_chance_without_leakage(gtl_model, pbmc_target, adata_snapshot):
+    target = pbmc_target
+    snapshot = adata_snapshot(target)
+    spy = _SpyModel(gtl_model)
     res = benchmark.few_shot(
         spy, target, labels_key=DEFAULT_LABELS_KEY, k_shots=(5,), n_episodes=2, seed=1,
         progress=False,
     )  # fmt: skip
-    _assert_unchanged(target, snapshot)
+    snapshot.assert_unchanged(target)
     assert list(dict.fromkeys(res.table["method"])) == list(benchmark.DEFAULT_METHODS)
     means = res.table.groupby("method")["balanced_accuracy"].mean()
     chance = 1 / 4
@@ -261,12 +227,12 @@ def test_all_methods_beat_chance_without_leakage(tiny_model, pbmc_task):
 
 
 @pytest.mark.slow
-def test_fine_tune_methods_are_deterministic(tiny_model, pbmc_task):
-    _, target = pbmc_task
+def test_fine_tune_methods_are_deterministic(gtl_model, pbmc_target):
+    target = pbmc_target
     kw = {"labels_key": DEFAULT_LABELS_KEY, "k_shots": (3,), "n_episodes": 1, "seed": 5,
           "methods": ["gtl", "scratch"], "progress": False}  # fmt: skip
-    a = benchmark.few_shot(tiny_model, target, **kw).table.drop(columns="fit_seconds")
-    b = benchmark.few_shot(tiny_model, target, **kw).table.drop(columns="fit_seconds")
+    a = benchmark.few_shot(gtl_model, target, **kw).table.drop(columns="fit_seconds")
+    b = benchmark.few_shot(gtl_model, target, **kw).table.drop(columns="fit_seconds")
     pd.testing.assert_frame_equal(a, b)
 
 
@@ -279,9 +245,9 @@ class _AdaptSpy(_SpyModel):
 
 
 @pytest.mark.slow
-def test_adapted_method_adapts_once_without_labels(tiny_model, pbmc_task):
-    _, target = pbmc_task
-    spy = _AdaptSpy(tiny_model)
+def test_adapted_method_adapts_once_without_labels(gtl_model, pbmc_target):
+    target = pbmc_target
+    spy = _AdaptSpy(gtl_model)
     adapted = benchmark.FineTuneMethod("gtl_adapted", adapt={"n_steps": 30, "seed": 2})
     res = benchmark.few_shot(
         spy, target, labels_key=DEFAULT_LABELS_KEY, k_shots=(3, 5), n_episodes=2,
@@ -394,24 +360,24 @@ def test_plot_and_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_layer_is_read_by_every_method(tiny_model, pbmc_task):
-    _, target = pbmc_task
+def test_layer_is_read_by_every_method(gtl_model, pbmc_target):
+    target = pbmc_target
     layered = target.copy()
     layered.layers["lognorm"] = layered.X.copy()
     layered.X = -np.ones(layered.shape, dtype=np.float32)  # invalid for log1p: must not be read
     kw = {"labels_key": DEFAULT_LABELS_KEY, "k_shots": (3,), "n_episodes": 1, "seed": 2,
           "methods": ["gtl", "logreg"], "progress": False}  # fmt: skip
-    a = benchmark.few_shot(tiny_model, layered, layer="lognorm", **kw).table
-    b = benchmark.few_shot(tiny_model, target, **kw).table
+    a = benchmark.few_shot(gtl_model, layered, layer="lognorm", **kw).table
+    b = benchmark.few_shot(gtl_model, target, **kw).table
     cols = ["method", "balanced_accuracy", "macro_f1"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     with pytest.raises(ValueError, match="negative values"):
-        benchmark.few_shot(tiny_model, layered, **kw)
+        benchmark.few_shot(gtl_model, layered, **kw)
 
 
-def test_pretrain_keeps_totals_over_all_corpus_genes(shared_data_dir):
+def test_pretrain_keeps_totals_over_all_corpus_genes(shared_data_dir, adata_snapshot):
     corpus = ad.read_h5ad(shared_data_dir / "mudan_pbmcA.h5ad")[:1000].copy()
-    snapshot = _snapshot(corpus)
+    snapshot = adata_snapshot(corpus)
     model = benchmark.pretrain(
         corpus,
         units="counts",
@@ -420,7 +386,7 @@ def test_pretrain_keeps_totals_over_all_corpus_genes(shared_data_dir):
         progress=False,
         train_kwargs={"compute_guide": False},
     )
-    _assert_unchanged(corpus, snapshot)
+    snapshot.assert_unchanged(corpus)
     assert model.library_size_key == "scgtl_library_size"
     assert model.adata.n_vars == 200
     np.testing.assert_allclose(

@@ -6,18 +6,19 @@ import pandas as pd
 import pytest
 
 from scgtl._cli import main
-from scgtl.benchmark._default import DEFAULT_LABELS_KEY, default_task
+from scgtl.benchmark._default import DEFAULT_LABELS_KEY
 
 OUTPUTS = ["accuracy_vs_k.png", "results.csv", "summary.md"]
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """The embedded default's corpus and target as .h5ad files (log1p values)."""
+def files(tmp_path_factory, pbmc_task):
+    """The embedded default's corpus and target (conftest's ``pbmc_task``) as .h5ad files."""
     folder = tmp_path_factory.mktemp("cli_data")
-    corpus, target = default_task()
-    corpus.write_h5ad(folder / "corpus.h5ad")
-    target.write_h5ad(folder / "target.h5ad")
+    corpus, target = pbmc_task
+    # Copies: writing may convert string columns in place, and pbmc_task is shared by the run.
+    corpus.copy().write_h5ad(folder / "corpus.h5ad")
+    target.copy().write_h5ad(folder / "target.h5ad")
     return folder / "corpus.h5ad", folder / "target.h5ad"
 
 

@@ -37,8 +37,7 @@ def test_counts_corpus_to_mudan_ref(pbmc_model, shared_data_dir):
     assert score > 0.4  # 9 classes: chance is 0.11
 
 
-def test_rpkm_target_declared_normalized(pbmc_model, shared_data_dir):
-    yan = sc.read_h5ad(shared_data_dir / "yan.h5ad")
+def test_rpkm_target_declared_normalized(pbmc_model, yan):
     with pytest.raises(ValueError, match="non-integer"):
         pbmc_model.fine_tune(yan, labels_key="cell_type", k_shot=3)
     with warnings.catch_warnings():

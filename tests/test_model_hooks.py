@@ -1,0 +1,94 @@
+"""Research variants plug into the model through public hooks and module classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+import scgtl
+from scgtl.module import GTLModule
+
+
+def _fine_tune(model, target, **kwargs):
+    return model.fine_tune(target, labels_key="bulk_labels", k_shot=3, seed=0, **kwargs)
+
+
+def test_fine_tune_callback_sees_every_recorded_loss(gtl_model, pbmc_target):
+    seen = []
+    clf = _fine_tune(gtl_model, pbmc_target, n_steps=12, callback=lambda s, loss: seen.append(loss))
+    assert len(seen) == 12
+    np.testing.assert_allclose(clf.fit_record_["losses"], seen, rtol=1e-6)
+
+
+def test_fine_tune_with_a_given_guide(gtl_model, pbmc_target):
+    zero = {name: torch.zeros_like(g) for name, g in gtl_model.guide.items()}
+    clf = _fine_tune(gtl_model, pbmc_target, guide=zero)
+    pretrained = gtl_model.module.encoder.state_dict()
+    for name, value in clf.module.encoder.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name
+    same = _fine_tune(gtl_model, pbmc_target, guide=gtl_model.guide)
+    default = _fine_tune(gtl_model, pbmc_target)
+    pd.testing.assert_frame_equal(same.predict_proba(), default.predict_proba())
+    with pytest.raises(ValueError, match="guide= is given, but use_guide=False"):
+        _fine_tune(gtl_model, pbmc_target, guide=zero, use_guide=False)
+
+
+def test_fine_tune_extra_loss_and_input_transform(gtl_model, pbmc_target):
+    pretrained = {k: p.detach().clone() for k, p in gtl_model.module.encoder.named_parameters()}
+
+    def drift(model):
+        params = model.module.encoder.named_parameters()
+        return float(sum((p.detach() - pretrained[k]).abs().sum() for k, p in params))
+
+    def pull(encoder, head):
+        params = encoder.named_parameters()
+        return 1e3 * sum(((p - pretrained[k]) ** 2).sum() for k, p in params)
+
+    plain = _fine_tune(gtl_model, pbmc_target, use_guide=False)
+    pulled = _fine_tune(gtl_model, pbmc_target, use_guide=False, extra_loss=pull)
+    assert drift(pulled) < 0.5 * drift(plain)
+    shapes = []
+    _fine_tune(
+        gtl_model, pbmc_target, n_steps=3, input_transform=lambda x: shapes.append(x.shape) or x
+    )
+    assert shapes == [(12, gtl_model.summary_stats.n_vars)] * 3
+
+
+class WideDecoderModule(GTLModule):
+    """A variant objective: the decoder reconstructs through a hidden layer."""
+
+    def __init__(self, n_input: int, *, n_decoder_hidden: int, **kwargs):
+        super().__init__(n_input, **kwargs)
+        self.decoder = nn.Sequential(
+            nn.Linear(self.encoder.n_latent, n_decoder_hidden),
+            nn.ReLU(),
+            nn.Linear(n_decoder_hidden, n_input),
+        )
+
+
+class WideDecoderGTL(scgtl.GTL):
+    _module_cls = WideDecoderModule
+
+
+def test_a_module_class_plugs_in_a_pretraining_objective(
+    pbmc_corpus, pbmc_target, fast_guide, tmp_path
+):
+    WideDecoderGTL.setup_anndata(pbmc_corpus, units="log1p")
+    model = WideDecoderGTL(pbmc_corpus, n_latent=16, n_hidden=32, n_decoder_hidden=24)
+    assert isinstance(model.module, WideDecoderModule)
+    assert model.module.decoder[0].out_features == 24
+    model.train(
+        max_epochs=2, enable_progress_bar=False, guide_kwargs={**fast_guide, "progress": False}
+    )
+    assert set(model.guide) == {k for k, _ in model.module.encoder.named_parameters()}
+    clf = _fine_tune(model, pbmc_target)
+    assert clf.predict(pbmc_target, inplace=False).shape == (pbmc_target.n_obs,)
+    model.save(tmp_path / "wide")
+    loaded = WideDecoderGTL.load(tmp_path / "wide", adata=pbmc_corpus)
+    assert isinstance(loaded.module, WideDecoderModule)
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation(pbmc_target), model.get_latent_representation(pbmc_target)
+    )

@@ -1,0 +1,134 @@
+"""The package's shape: light import, one-way layers, global settings, no import cycles."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import torch
+
+import scgtl
+
+SRC = Path(scgtl.__file__).parent
+
+#: The scgtl packages each layer may import (besides itself and the private top-level modules).
+ALLOWED = {
+    "data": set(),
+    "module": {"data"},
+    "guide": set(),
+    "train": {"guide", "module"},
+    "model": {"data", "guide", "module", "train"},
+    "benchmark": {"data", "datasets", "model"},
+    "datasets": set(),
+}
+
+
+def _imported_modules(code: str) -> list[str]:
+    """Python code -> the modules it loads, in a fresh interpreter (as JSON)."""
+    script = f"import sys, json\n{code}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_import_scgtl_is_light():
+    loaded = set(_imported_modules("import scgtl"))
+    heavy = {"torch", "sklearn", "scvi", "scanpy", "scgtl.benchmark", "scgtl.datasets"}
+    assert not loaded & heavy
+
+
+def test_cli_help_loads_no_heavy_library():
+    code = (
+        "import contextlib, io\nfrom scgtl._cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n        main(['benchmark', '--help'])\n    except SystemExit:\n        pass"
+    )
+    loaded = set(_imported_modules(code))
+    assert not loaded & {"torch", "sklearn", "scvi", "scanpy"}
+
+
+def test_models_load_without_benchmark_or_datasets():
+    loaded = set(_imported_modules("import scgtl.model"))
+    assert "scgtl.model" in loaded
+    assert not loaded & {"scgtl.benchmark", "scgtl.datasets"}
+
+
+def test_lazy_attributes_resolve_to_the_real_objects():
+    from scgtl.model import GTL
+
+    assert scgtl.GTL is GTL
+    assert scgtl.benchmark.few_shot.__module__ == "scgtl.benchmark._few_shot"
+    assert set(scgtl.__all__) <= set(dir(scgtl))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = scgtl.nothing
+
+
+def test_version_is_the_installed_one():
+    assert scgtl.__version__ == version("scgtl")
+
+
+def _scgtl_imports(path: Path) -> set[str]:
+    """The scgtl subpackages a file imports, at module level or inside functions."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            modules = [node.module]
+            if node.module == "scgtl":
+                modules += [f"scgtl.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        else:
+            continue
+        for module in modules:
+            parts = module.split(".")
+            if parts[0] == "scgtl" and len(parts) > 1 and not parts[1].startswith("_"):
+                names.add(parts[1])
+    return names
+
+
+@pytest.mark.parametrize("layer", sorted(ALLOWED))
+def test_layers_import_only_the_layers_below(layer):
+    for path in sorted((SRC / layer).glob("*.py")):
+        imported = _scgtl_imports(path) - {layer, "GTL", "GTLClassifier", "settings"}
+        assert imported <= ALLOWED[layer], f"{path.name} imports {imported - ALLOWED[layer]}"
+
+
+def test_no_layer_imports_the_package_root_for_its_version():
+    for layer in ALLOWED:
+        for path in (SRC / layer).glob("*.py"):
+            assert "from scgtl import __version__" not in path.read_text(), path
+
+
+def test_settings_n_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    assert scgtl.settings.n_threads is None
+    try:
+        scgtl.settings.n_threads = 1
+        assert torch.get_num_threads() == 1
+        with scgtl.settings.threads(2):
+            assert torch.get_num_threads() == 2
+            assert scgtl.settings.n_threads == 2
+        assert torch.get_num_threads() == 1
+        assert scgtl.settings.n_threads == 1
+    finally:
+        scgtl.settings.n_threads = None
+    assert torch.get_num_threads() == before
+    with scgtl.settings.threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    assert scgtl.settings.n_threads is None
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2"])
+def test_settings_reject_bad_thread_counts(value):
+    with pytest.raises(ValueError, match="n_threads"):
+        scgtl.settings.n_threads = value
+    with pytest.raises(ValueError, match="n_threads"), scgtl.settings.threads(value):
+        pass
+    assert scgtl.settings.n_threads is None
