@@ -41,5 +41,9 @@ class GTLClassifierModule(nn.Module):
         z = self.encoder(x_log)
         return {"z": z, "logits": self.head(z)}
 
+    def inference(self, x_log: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The same as calling the module (the name scvi-tools' modules use)."""
+        return self(x_log)
+
     def on_load(self, model, **kwargs) -> None:
         """Called by scvi-tools' ``load`` before the weights are restored; nothing to do."""
