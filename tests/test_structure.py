@@ -105,30 +105,43 @@ def test_no_layer_imports_the_package_root_for_its_version():
             assert "from scgtl import __version__" not in path.read_text(), path
 
 
-def test_settings_n_threads_sets_and_restores():
+def test_settings_threads_apply_inside_scgtl_calls_only():
+    from scgtl._settings import uses_threads
+
+    @uses_threads
+    def seen_threads() -> int:
+        return torch.get_num_threads()
+
     before = torch.get_num_threads()
-    assert scgtl.settings.n_threads is None
+    assert scgtl.settings.n_threads == 1
+    assert seen_threads() == 1
+    assert torch.get_num_threads() == before
     try:
-        scgtl.settings.n_threads = 1
-        assert torch.get_num_threads() == 1
-        with scgtl.settings.threads(2):
-            assert torch.get_num_threads() == 2
-            assert scgtl.settings.n_threads == 2
-        assert torch.get_num_threads() == 1
-        assert scgtl.settings.n_threads == 1
-    finally:
+        scgtl.settings.n_threads = 2
+        assert torch.get_num_threads() == before  # setting it changes nothing outside scgtl
+        assert seen_threads() == 2
+        with scgtl.settings.threads(1):
+            assert torch.get_num_threads() == 1
+            assert seen_threads() == 2
+            assert torch.get_num_threads() == 1
         scgtl.settings.n_threads = None
+        assert seen_threads() == before
+    finally:
+        scgtl.settings.n_threads = 1
     assert torch.get_num_threads() == before
+
+
+def test_settings_limit_blas_threads_too():
+    from threadpoolctl import threadpool_info
+
     with scgtl.settings.threads(1):
-        assert torch.get_num_threads() == 1
-    assert torch.get_num_threads() == before
-    assert scgtl.settings.n_threads is None
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
 
 
-@pytest.mark.parametrize("value", [0, -1, 1.5, "2"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, "2", True])
 def test_settings_reject_bad_thread_counts(value):
     with pytest.raises(ValueError, match="n_threads"):
         scgtl.settings.n_threads = value
     with pytest.raises(ValueError, match="n_threads"), scgtl.settings.threads(value):
         pass
-    assert scgtl.settings.n_threads is None
+    assert scgtl.settings.n_threads == 1

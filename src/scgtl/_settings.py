@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+
+    F = TypeVar("F", bound=Callable)
+
+#: Threads scgtl's own work uses unless told otherwise (see ``docs/benchmarks.md``, "Threads").
+DEFAULT_N_THREADS = 1
 
 
 def _check_n_threads(n_threads: int | None) -> None:
-    if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 1):
+    if n_threads is not None and (
+        isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads < 1
+    ):
         raise ValueError(f"n_threads={n_threads!r} must be None or an integer >= 1.")
 
 
@@ -20,74 +28,88 @@ class ScgtlSettings:
     Attributes
     ----------
     n_threads
-        Threads of torch and of the BLAS/OpenMP libraries (numpy, scikit-learn) for everything
-        that follows. ``None`` (the default) leaves the libraries' own defaults alone; setting it
-        back to ``None`` restores them. On a small machine shared with other work, few threads
-        per process are much faster than the default of one per core.
+        Threads of torch and of the BLAS/OpenMP libraries (numpy, scikit-learn) while scgtl
+        works: pre-training, scouts, adaptation, fine-tuning, prediction and the benchmark's
+        fits. The limit applies inside scgtl's calls only; the caller's settings are restored
+        when a call returns. Default ``1``: scgtl's networks are small, and on a machine shared
+        with other work torch's default (one thread per core) made pre-training up to ten times
+        slower, while one thread is as fast as two on a quiet machine (measured by
+        ``benchmarks/threads.py``). ``None`` leaves the libraries' settings alone.
+    progress_bar
+        Show progress bars (on stderr): pre-training, scouts, the benchmark. ``False`` silences
+        all of them; a call's own ``progress=`` or ``enable_progress_bar=`` takes precedence.
 
     Examples
     --------
-    >>> scgtl.settings.n_threads = 1
-    >>> with scgtl.settings.threads(2):  # temporarily
+    >>> scgtl.settings.n_threads = 2  # for everything scgtl does from now on
+    >>> with scgtl.settings.threads(4):  # for this block only
     ...     model.train()
     """
 
     def __init__(self):
-        self._n_threads: int | None = None
-        self._limiter = None
-        self._torch_default: int | None = None
+        self._n_threads: int | None = DEFAULT_N_THREADS
+        self._active: int | None = None
+        self._progress_bar = True
+
+    @property
+    def progress_bar(self) -> bool:
+        """Show progress bars (on stderr)."""
+        return self._progress_bar
+
+    @progress_bar.setter
+    def progress_bar(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"progress_bar={value!r} must be True or False.")
+        self._progress_bar = value
 
     @property
     def n_threads(self) -> int | None:
-        """Threads of torch and BLAS/OpenMP (``None``: the libraries' defaults)."""
+        """Threads of torch and BLAS/OpenMP inside scgtl's calls (``None``: leave them)."""
         return self._n_threads
 
     @n_threads.setter
     def n_threads(self, n_threads: int | None) -> None:
         _check_n_threads(n_threads)
-        import torch
-
-        if self._torch_default is None:
-            self._torch_default = torch.get_num_threads()
-        self._apply(n_threads, restore_torch=self._torch_default)
-
-    def _apply(self, n_threads: int | None, *, restore_torch: int) -> None:
-        """Limit torch and BLAS/OpenMP to ``n_threads``; ``None``: undo the limits."""
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-            self._limiter = None
-        if n_threads is None:
-            torch.set_num_threads(restore_torch)
-        else:
-            torch.set_num_threads(n_threads)
-            self._limiter = threadpool_limits(limits=n_threads)
         self._n_threads = n_threads
 
     @contextlib.contextmanager
     def threads(self, n_threads: int | None) -> Iterator[None]:
-        """Set :attr:`n_threads` inside a ``with`` block; everything is restored afterwards.
+        """Limit torch and BLAS/OpenMP to ``n_threads`` inside a ``with`` block.
 
-        ``None`` leaves the current setting as it is.
+        Everything is restored afterwards; ``None`` (or the limit already in force) changes
+        nothing.
         """
         _check_n_threads(n_threads)
-        if n_threads is None:
+        if n_threads is None or n_threads == self._active:
             yield
             return
         import torch
+        from threadpoolctl import threadpool_limits
 
-        before, torch_before = self._n_threads, torch.get_num_threads()
-        self._apply(n_threads, restore_torch=torch_before)
+        torch_before, active_before = torch.get_num_threads(), self._active
+        torch.set_num_threads(n_threads)
+        self._active = n_threads
         try:
-            yield
+            with threadpool_limits(limits=n_threads):
+                yield
         finally:
-            self._apply(before, restore_torch=torch_before)
+            torch.set_num_threads(torch_before)
+            self._active = active_before
 
     def __repr__(self) -> str:
-        return f"ScgtlSettings(n_threads={self._n_threads!r})"
+        return f"ScgtlSettings(n_threads={self._n_threads!r}, progress_bar={self._progress_bar})"
 
 
 #: The global settings object.
 settings = ScgtlSettings()
+
+
+def uses_threads(method: F) -> F:
+    """Run ``method`` with :attr:`scgtl.settings.n_threads` in force (restored afterwards)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with settings.threads(settings.n_threads):
+            return method(*args, **kwargs)
+
+    return wrapper

@@ -68,7 +68,7 @@ def pretrain_default(
     *,
     seed: int = 0,
     train_kwargs: dict | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
 ):
     """Pre-train a :class:`scgtl.GTL` on the embedded default's corpus (labelled, log1p)."""
     from scgtl.benchmark._pretrain import pretrain
@@ -95,7 +95,7 @@ def run_default(
     methods: Sequence[str | Method] | None = None,
     train_kwargs: dict | None = None,
     n_threads: int | None = 1,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> FewShotResult:
     """Run the embedded default benchmark (see :data:`DEFAULT_SPLIT`).
 

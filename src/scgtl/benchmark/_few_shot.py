@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
+from scgtl._progress import progress_bar, progress_enabled
 from scgtl._settings import settings as global_settings
 from scgtl.benchmark._episodes import check_k_shots, check_n_episodes, make_episodes
 from scgtl.benchmark._methods import (
@@ -72,38 +73,6 @@ def _quiet() -> Iterator[None]:
                 logging.getLogger(name).setLevel(level)
 
 
-@contextlib.contextmanager
-def _progress_bar(total: int, enabled: bool):
-    """A rich progress bar on stderr, or a no-op."""
-    if not enabled:
-        yield lambda description: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True)) as bar:
-        task = bar.add_task("few-shot benchmark", total=total)
-
-        def advance(description: str) -> None:
-            bar.update(task, advance=1, description=description)
-
-        yield advance
-
-
 def _check_target(target: AnnData, labels_key: str) -> np.ndarray:
     if labels_key not in target.obs.columns:
         raise KeyError(
@@ -152,7 +121,7 @@ def few_shot(
     units: str | None = None,
     reference: str = "gtl",
     n_threads: int | None = 1,
-    progress: bool = True,
+    progress: bool | None = None,
 ) -> FewShotResult:
     """Compare guided fine-tuning with simple baselines on seeded few-shot episodes.
 
@@ -197,7 +166,7 @@ def few_shot(
         on a shared machine several threads per fit mostly wait for each other; ``None`` leaves
         the thread settings alone.
     progress
-        Show a progress bar (on stderr).
+        Show a progress bar (on stderr); default :attr:`scgtl.settings.progress_bar`.
 
     Returns
     -------
@@ -249,7 +218,9 @@ def few_shot(
     rows: list[dict] = []
     with (
         global_settings.threads(n_threads),
-        _progress_bar(len(episodes) * len(methods), progress) as advance,
+        progress_bar(
+            len(episodes) * len(methods), "few-shot benchmark", enabled=progress_enabled(progress)
+        ) as advance,
         _quiet(),
     ):
         for method in methods:

@@ -68,7 +68,7 @@ def pretrain(
     n_hvg: int | None = 2000,
     max_epochs: int | None = None,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     model_kwargs: dict | None = None,
     train_kwargs: dict | None = None,
 ):
@@ -92,7 +92,7 @@ def pretrain(
     seed
         Seeds pre-training (``scvi.settings.seed``) and the scouts.
     progress
-        Show progress bars.
+        Show progress bars (on stderr); default :attr:`scgtl.settings.progress_bar`.
     model_kwargs, train_kwargs
         Passed to :class:`scgtl.GTL` and :meth:`scgtl.GTL.train`.
 

@@ -12,6 +12,8 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scgtl._docs import doc
+from scgtl._progress import progress_enabled
+from scgtl._settings import uses_threads
 from scgtl._version import package_version
 from scgtl.data import check_corpus, check_library_sizes
 from scgtl.model._base import ScgtlModelMixin
@@ -19,6 +21,7 @@ from scgtl.model._guide import GuideMixin
 from scgtl.model._transfer import TransferMixin
 from scgtl.module import GTLModule
 from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS
+from scgtl.train import StderrProgressBar
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -207,6 +210,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         return self.guide_
 
     # ------------------------------------------------------------------ pre-training
+    @uses_threads
     def train(
         self,
         max_epochs: int | None = None,
@@ -221,6 +225,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         plan_kwargs: dict | None = None,
         compute_guide: bool = True,
         guide_kwargs: dict | None = None,
+        enable_progress_bar: bool | None = None,
         **trainer_kwargs,
     ) -> None:
         """Pre-train the encoder, then run the scouts and compute the guide.
@@ -249,13 +254,20 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             Run the scouts and compute the guide after pre-training (:meth:`compute_guide`).
         guide_kwargs
             Options of :meth:`compute_guide`.
+        enable_progress_bar
+            Show the progress of pre-training and of the scouts (on stderr); default
+            :attr:`scgtl.settings.progress_bar`.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` / Lightning (e.g. ``strategy``,
-            ``enable_progress_bar``).
+            Passed to :class:`scvi.train.Trainer` / Lightning (e.g. ``strategy``).
         """
         if max_epochs is None:
             max_epochs = int(min(100, max(10, 300_000 // max(self.adata.n_obs, 1))))
         plan_kwargs = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
+        progress = progress_enabled(enable_progress_bar)
+        if progress:
+            # scvi-tools' own bar writes to stdout, where results go; this one writes to stderr.
+            callbacks = [*trainer_kwargs.pop("callbacks", []), StderrProgressBar()]
+            trainer_kwargs.update(callbacks=callbacks, simple_progress_bar=False)
         super().train(
             max_epochs=max_epochs,
             accelerator=accelerator,
@@ -264,13 +276,15 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             train_size=train_size,
             early_stopping=early_stopping,
             plan_kwargs=plan_kwargs,
+            enable_progress_bar=progress,
             **trainer_kwargs,
         )
         self.module.eval()
         if compute_guide:
-            self.compute_guide(**(guide_kwargs or {}))
+            self.compute_guide(**{"progress": progress, **(guide_kwargs or {})})
 
     # ------------------------------------------------------------------ embedding
+    @uses_threads
     @doc.dedent
     def get_latent_representation(
         self,

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from scgtl._docs import doc
+from scgtl._settings import uses_threads
 from scgtl.guide import cluster_groups, guide_from_changes, sample_scout_tasks
 from scgtl.train import check_head_init, check_training_settings, run_scouts
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 class GuideMixin:
     """:meth:`compute_guide` of :class:`~scgtl.GTL`: scouts on the corpus, then the guide."""
 
+    @uses_threads
     @doc.dedent
     def compute_guide(
         self,
@@ -42,7 +44,7 @@ class GuideMixin:
         max_cells: int = 20_000,
         head_init: HeadInit = "prototypes",
         seed: int = 0,
-        progress: bool = True,
+        progress: bool | None = None,
     ) -> dict[str, torch.Tensor]:
         """Run scouts on the corpus and (re)compute the guide, without re-pre-training.
 
@@ -80,7 +82,7 @@ class GuideMixin:
         seed
             Seed of the subsample, clustering, scout draws and scout training.
         progress
-            Show a progress bar.
+            Show a progress bar (on stderr); default :attr:`scgtl.settings.progress_bar`.
 
         Returns
         -------

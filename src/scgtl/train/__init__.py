@@ -9,10 +9,12 @@ from scgtl.train._few_shot import (
     prototype_head,
 )
 from scgtl.train._guided import GuidedUpdate
+from scgtl.train._progress import StderrProgressBar
 from scgtl.train._scouts import run_scouts
 
 __all__ = [
     "GuidedUpdate",
+    "StderrProgressBar",
     "check_head_init",
     "check_training_settings",
     "fine_tune_network",

@@ -6,9 +6,9 @@ import copy
 from typing import TYPE_CHECKING
 
 import torch
-from scvi.utils import track
 from torch import nn
 
+from scgtl._progress import progress_enabled, track
 from scgtl.guide import parameter_changes
 from scgtl.train._few_shot import check_head_init, fit_few_shot, prototype_head
 
@@ -29,7 +29,7 @@ def run_scouts(
     lr: float = 1e-3,
     weight_decay: float = 0.0,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     head_init: HeadInit = "prototypes",
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield each scout's parameter change ``w_final - w_base`` of ``encoder``.
@@ -40,7 +40,8 @@ def run_scouts(
     """
     check_head_init(head_init)
     base = {name: p.detach().clone() for name, p in encoder.named_parameters()}
-    iterator = track(tasks, description="Scouts", disable=not progress, style="rich")
+    enabled = progress_enabled(progress)
+    iterator = track(tasks, total=len(tasks), description="Scouts", enabled=enabled)
     for i, task in enumerate(iterator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
