@@ -1,10 +1,10 @@
 """Threads: how long pre-training and the scouts take with 1, 2 or torch's default threads.
 
 On the README's Quickstart (the embedded default corpus, pbmc68k_reduced: 391 cells x 765
-genes), each setting runs in a fresh process: ``GTL.train(max_epochs=...)`` without the guide,
-then ``compute_guide()`` with the default 60 scouts. Each is measured on a quiet machine and
-again beside a competing job: another process doing the same torch work with torch's default
-threads (what a second notebook or pipeline step does).
+genes), each setting runs in a fresh process: ``GTL.train()`` without the guide (100 epochs, the
+default for this corpus), then ``compute_guide()`` with the default 60 scouts. Each is measured
+on a quiet machine and again beside a competing job: another process doing torch work with
+torch's default threads (what a second notebook or pipeline step does).
 
     python benchmarks/threads.py --out benchmarks/results/threads
 
@@ -69,7 +69,7 @@ def measure(n_threads: str, max_epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", nargs="+", default=["1", "2", "default"])
-    parser.add_argument("--max-epochs", type=int, default=20)
+    parser.add_argument("--max-epochs", type=int, default=100)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "threads")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

@@ -160,9 +160,16 @@ def test_zero_guide_keeps_the_pretrained_encoder(gtl_model, pbmc_target):
 def test_predict_writes_exactly_the_documented_keys(gtl_model, pbmc_target, adata_snapshot):
     clf = gtl_model.fine_tune(pbmc_target, labels_key="bulk_labels", k_shot=3)
     before_obs, before_obsm = set(pbmc_target.obs), set(pbmc_target.obsm)
+    before_uns = set(pbmc_target.uns)
     labels = clf.predict(pbmc_target)
-    assert set(pbmc_target.obs) - before_obs == {"scgtl_prediction", "scgtl_confidence"}
+    assert set(pbmc_target.obs) - before_obs == {
+        "scgtl_prediction",
+        "scgtl_confidence",
+        "scgtl_is_support",
+    }
     assert set(pbmc_target.obsm) - before_obsm == {"scgtl_proba", "X_scgtl"}
+    # No "<labels_key>_colors" in this study, so no prediction colours (see test_predict.py).
+    assert set(pbmc_target.uns) - before_uns == {"scgtl"}
     proba = pbmc_target.obsm["scgtl_proba"]
     assert list(proba.columns) == clf.classes_
     np.testing.assert_allclose(proba.to_numpy().sum(1), 1.0, rtol=1e-5)
@@ -180,8 +187,9 @@ def test_predict_writes_exactly_the_documented_keys(gtl_model, pbmc_target, adat
     snap.assert_unchanged(other)
     pd.testing.assert_series_equal(again.rename(None), labels.rename(None))
     clf.predict(other, key_added="mine")
-    assert {"mine_prediction", "mine_confidence"} <= set(other.obs)
+    assert {"mine_prediction", "mine_confidence", "mine_is_support"} <= set(other.obs)
     assert {"mine_proba", "X_mine"} <= set(other.obsm)
+    assert "mine" in other.uns
 
 
 def test_predict_defaults_to_the_fine_tuned_study(gtl_model, pbmc_target):

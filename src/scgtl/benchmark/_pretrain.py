@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
 
-from scgtl.data import check_units_name, get_matrix, library_sizes
+from scgtl.data import get_matrix, highly_variable_genes, library_sizes
 
 #: ``obs`` column in which :func:`pretrain` stores each corpus row's total over all its genes.
 LIBRARY_SIZE_KEY = "scgtl_library_size"
@@ -22,41 +20,13 @@ if TYPE_CHECKING:
 def select_genes(
     corpus: AnnData, *, n_hvg: int | None, layer: str | None = None, units: Units = "counts"
 ) -> pd.Index:
-    """The ``n_hvg`` most variable genes of the corpus (all genes when ``n_hvg`` is ``None``).
-
-    Counts use scanpy's ``flavor="seurat_v3"`` on the counts (it needs ``scikit-misc``;
-    without it, or for other units, ``flavor="seurat"`` on log-normalised values is used).
+    """The ``n_hvg`` most variable genes (:func:`scgtl.data.highly_variable_genes`).
 
     Returns
     -------
-    The selected gene names, in corpus order.
+    The selected gene names, in corpus order (all genes when ``n_hvg`` is ``None``).
     """
-    import scanpy as sc
-
-    check_units_name(units)
-    if n_hvg is None or n_hvg >= corpus.n_vars:
-        return corpus.var_names.copy()
-    if not isinstance(n_hvg, int | np.integer) or n_hvg < 1:
-        raise ValueError(f"n_hvg={n_hvg!r} is not valid; it must be an integer >= 1 or None.")
-    x = corpus.X if layer is None else corpus.layers[layer]
-    work = sc.AnnData(X=x, var=pd.DataFrame(index=corpus.var_names))
-    if units == "counts":
-        try:
-            sc.pp.highly_variable_genes(work, n_top_genes=int(n_hvg), flavor="seurat_v3")
-            return corpus.var_names[work.var["highly_variable"].to_numpy()]
-        except ImportError:
-            warnings.warn(
-                "scikit-misc is not installed, so highly variable genes are chosen with "
-                "flavor='seurat' on log-normalised counts instead of 'seurat_v3'.",
-                UserWarning,
-                stacklevel=2,
-            )
-    work = work.copy()
-    if units != "log1p":
-        sc.pp.normalize_total(work, target_sum=1e4)
-        sc.pp.log1p(work)
-    sc.pp.highly_variable_genes(work, n_top_genes=int(n_hvg), flavor="seurat")
-    return corpus.var_names[work.var["highly_variable"].to_numpy()]
+    return highly_variable_genes(corpus, n_top_genes=n_hvg, layer=layer, units=units)
 
 
 def pretrain(

@@ -2,6 +2,7 @@
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
 from scgtl.data._checks import check_anndata, check_corpus
+from scgtl.data._genes import N_TOP_GENES, check_gene_subset, highly_variable_genes
 from scgtl.data._reading import (
     get_matrix,
     iter_log_expression,
@@ -18,16 +19,19 @@ from scgtl.data._units import (
 )
 
 __all__ = [
+    "N_TOP_GENES",
     "GeneAlignment",
     "align_genes",
     "check_anndata",
     "check_corpus",
+    "check_gene_subset",
     "check_labels",
     "check_library_sizes",
     "check_matrix",
     "check_unique_genes",
     "check_units_name",
     "get_matrix",
+    "highly_variable_genes",
     "iter_log_expression",
     "library_sizes",
     "log_expression",

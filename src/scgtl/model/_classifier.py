@@ -17,7 +17,7 @@ from scvi.model.base import BaseModelClass
 
 from scgtl._constants import DEFAULT_KEY_ADDED
 from scgtl._version import package_version
-from scgtl.data import check_units_name
+from scgtl.data import align_genes, check_units_name
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.module import GTLClassifierModule
 
@@ -42,6 +42,38 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
     **architecture
         ``n_hidden``, ``n_latent``, ``n_layers``, ``dropout_rate`` of the pre-trained encoder
         (see :class:`~scgtl.module.MLPEncoder`).
+
+    Attributes
+    ----------
+    classes_
+        The class names, in the order of the head's outputs (the columns of
+        :meth:`predict_proba`).
+    query_layer_
+        The layer fine-tuning read, used by default when predicting.
+    fit_record_
+        How the classifier was fitted (saved with it), a dict:
+
+        ``"support_obs_names"``
+            ``obs_names`` of the support rows it was trained on (numpy array of str, in row
+            order). :meth:`predict` on the study still predicts these cells and marks them in
+            ``obs[f"{key_added}_is_support"]``; leave them out when scoring.
+        ``"losses"``
+            Training loss at every step (float32 array of ``n_steps``).
+        ``"use_guide"``
+            Whether updates were scaled by a guide (GTL) rather than plain fine-tuning.
+        ``"from_scratch"``
+            Whether the encoder started from a random initialisation.
+        ``"k_shot"``
+            The ``k_shot`` passed to ``fine_tune`` (``None``, or ignored, when
+            ``support_indices`` were given).
+        ``"seed"``
+            Seed of the support draw, the head's initialisation and dropout.
+        ``"n_steps"``, ``"lr"``, ``"weight_decay"``
+            The Adam fine-tuning settings.
+        ``"head_init"``
+            How the head was initialised (``"prototypes"`` or ``"random"``).
+    scgtl_version_
+        The scgtl version that made it.
     """
 
     _module_cls = GTLClassifierModule
@@ -239,17 +271,43 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
 
         Returns
         -------
-        Predicted labels (categorical Series indexed by ``obs_names``). With ``inplace=True``
-        these keys are written, and nothing else in ``adata`` changes:
+        Predicted labels (categorical Series indexed by ``obs_names``, categories
+        :attr:`classes_`). With ``inplace=True`` these keys are written, and nothing else in
+        ``adata`` changes:
 
         ``adata.obs[f"{key_added}_prediction"]``
-            Predicted class (categorical).
+            Predicted class (categorical, categories :attr:`classes_`).
         ``adata.obs[f"{key_added}_confidence"]``
-            Probability of the predicted class.
+            Probability of the predicted class. It does not account for genes of the model
+            that the query lacks (see ``gene_overlap`` below).
+        ``adata.obs[f"{key_added}_is_support"]``
+            ``True`` for the rows whose ``obs_name`` is in ``fit_record_["support_obs_names"]``,
+            the cells the classifier was trained on; meaningful only when ``adata`` is the
+            fine-tuned study (leave these rows out when scoring).
         ``adata.obsm[f"{key_added}_proba"]``
             DataFrame of class probabilities, one column per class in :attr:`classes_`.
         ``adata.obsm[f"X_{key_added}"]``
             The fine-tuned encoder's latent representation.
+        ``adata.uns[f"{key_added}_prediction_colors"]``
+            When ``adata.uns[f"{labels_key}_colors"]`` gives a colour for every category of
+            ``adata.obs[labels_key]`` (the classifier's :attr:`labels_key`) and every class is
+            one of those categories: each class's colour there, so scanpy plots truth and
+            prediction in the same colours. Otherwise it is not written (and an earlier one
+            is removed): scanpy picks its own.
+        ``adata.uns[key_added]``
+            A dict of the query's gene overlap: ``"n_genes_model"`` (the model's genes),
+            ``"n_genes_found"`` (how many of them the query has) and ``"gene_overlap"`` (their
+            fraction). Missing genes are zero-filled.
+
+        Raises
+        ------
+        ValueError
+            When the query shares fewer than 5 % of the model's genes
+            (:data:`~scgtl._constants.MIN_GENE_FRACTION`) or fewer than 10 of them
+            (:data:`~scgtl._constants.MIN_GENE_OVERLAP`); below half of them
+            (:data:`~scgtl._constants.LOW_GENE_FRACTION`) a warning says predictions may be
+            unreliable. Also when the rows read hold NaN/inf or values impossible in the
+            classifier's units.
         """
         if not isinstance(key_added, str) or not key_added:
             raise ValueError(f"key_added={key_added!r} must be a non-empty string.")
@@ -261,10 +319,48 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             name=f"{key_added}_prediction",
         )
         if inplace:
-            adata.obs[f"{key_added}_prediction"] = predicted.to_numpy()
+            alignment = align_genes(adata.var_names, self.gene_names, warn=False)
+            colors = self._class_colors(adata)
+            adata.obs[f"{key_added}_prediction"] = predicted.array
             adata.obs[f"{key_added}_confidence"] = proba.max(1).astype(np.float32)
+            adata.obs[f"{key_added}_is_support"] = adata.obs_names.isin(
+                np.asarray(self.fit_record_.get("support_obs_names", []), dtype=str)
+            )
             adata.obsm[f"{key_added}_proba"] = pd.DataFrame(
                 proba, index=adata.obs_names, columns=self.classes_
             )
             adata.obsm[f"X_{key_added}"] = latent
+            if colors is None:
+                adata.uns.pop(f"{key_added}_prediction_colors", None)
+            else:
+                adata.uns[f"{key_added}_prediction_colors"] = colors
+            adata.uns[key_added] = {
+                "n_genes_model": int(alignment.reference.size),
+                "n_genes_found": alignment.n_overlap,
+                "gene_overlap": float(alignment.fraction),
+            }
         return predicted
+
+    def _class_colors(self, adata: AnnData) -> list[str] | None:
+        """Each class's colour in ``adata.uns[f"{labels_key}_colors"]``, or ``None``.
+
+        ``None`` unless the query's labels column has a colour for each of its categories (as
+        scanpy stores them, in category order) and every class is one of those categories.
+        """
+        key = self.labels_key
+        colors = adata.uns.get(f"{key}_colors")
+        if key not in adata.obs or colors is None:
+            return None
+        labels = adata.obs[key]
+        if isinstance(labels.dtype, pd.CategoricalDtype):
+            categories = labels.cat.categories
+        else:
+            # scanpy makes a string column categorical with its sorted values before plotting.
+            categories = pd.Categorical(labels.dropna()).categories
+        colors = [str(c) for c in np.asarray(colors).ravel()]
+        if len(colors) < len(categories):
+            return None  # scanpy would replace these colours too
+        by_category = dict(zip(categories.astype(str), colors, strict=False))
+        if not set(self.classes_) <= set(by_category):
+            return None
+        return [by_category[c] for c in self.classes_]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
@@ -15,7 +16,13 @@ from scgtl._docs import doc
 from scgtl._progress import progress_enabled
 from scgtl._settings import uses_threads
 from scgtl._version import package_version
-from scgtl.data import check_corpus, check_library_sizes
+from scgtl.data import (
+    N_TOP_GENES,
+    check_corpus,
+    check_gene_subset,
+    check_library_sizes,
+    highly_variable_genes,
+)
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.model._guide import GuideMixin
 from scgtl.model._transfer import TransferMixin
@@ -24,6 +31,8 @@ from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS
 from scgtl.train import StderrProgressBar
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from anndata import AnnData
 
     from scgtl._constants import Units
@@ -91,20 +100,26 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             "n_layers": n_layers,
             "dropout_rate": dropout_rate,
         }
+        genes = self.registry_["setup_args"].get("genes")
+        # The registered matrix has every corpus gene; the module reads the chosen ones.
+        gene_index = (
+            {} if genes is None else {"gene_index": self._registered_genes.get_indexer(genes)}
+        )
         self.module = self._module_cls(
-            n_input=self.summary_stats.n_vars,
+            n_input=len(self.gene_names),
             n_labels=self.summary_stats.n_labels if self.labels_key is not None else 0,
             units=self.units,
             mask_rate=mask_rate,
             classification_weight=classification_weight,
             **self.architecture_,
+            **gene_index,
             **module_kwargs,
         )
         self.guide_: dict[str, torch.Tensor] | None = None
         self.guide_settings_: dict | None = None
         self.scgtl_version_ = package_version()
         self._model_summary_string = (
-            f"GTL: {self.summary_stats.n_vars} genes ({self.units}), n_latent={n_latent}, "
+            f"GTL: {len(self.gene_names)} genes ({self.units}), n_latent={n_latent}, "
             f"n_hidden={n_hidden}, n_layers={n_layers}, labels: {self.labels_key}"
         )
         self.init_params_ = self._get_init_params(locals())
@@ -120,9 +135,16 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         batch_key: str | None = None,
         units: Units = "counts",
         library_size_key: str | None = None,
+        n_top_genes: int | None = N_TOP_GENES,
+        genes: Sequence[str] | None = None,
         **kwargs,
     ) -> None:
         """Register a pre-training corpus, checking its values against the declared units.
+
+        The model is trained on the corpus's ``n_top_genes`` most variable genes (2,000 by
+        default, as the ``scgtl`` command line): pre-training on every gene of a large corpus is
+        slow, and a study then misses many of them. The genes are chosen here, once, and kept in
+        the registry; ``adata`` itself is not subset.
 
         Parameters
         ----------
@@ -147,7 +169,15 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             the same totals it uses for a query, whose library size is always taken over all of
             its genes. Without it the row sums of the registered matrix are used. Only for
             ``units="counts"`` or ``"normalized"``. Compute the column before subsetting genes,
-            e.g. ``adata.obs["total"] = scgtl.data.library_sizes(adata.X)``.
+            e.g. ``adata.obs["total"] = scgtl.data.library_sizes(adata.X)``. Not needed with
+            ``n_top_genes``: the model then normalises by the totals over all registered genes.
+        n_top_genes
+            Pre-train on this many highly variable genes (:func:`scgtl.data.highly_variable_genes`:
+            scanpy's ``seurat_v3`` on counts, ``seurat`` otherwise); ``None``: every gene. A
+            corpus with no more genes than this keeps all of them. A backed corpus with more
+            needs ``n_top_genes=None`` or ``genes``.
+        genes
+            The genes to pre-train on, instead of choosing them by ``n_top_genes``.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
@@ -163,7 +193,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             Empty data, duplicate gene names, NaN/inf or negative values, non-integer values
             declared as counts, or an unknown ``units``.
         KeyError
-            Unknown ``layer``, ``labels_key``, ``batch_key`` or ``library_size_key``.
+            Unknown ``layer``, ``labels_key``, ``batch_key``, ``library_size_key`` or ``genes``.
         """
         check_corpus(
             adata,
@@ -172,6 +202,10 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             labels_key=labels_key,
             batch_key=batch_key,
             library_size_key=library_size_key,
+        )
+        # Kept in the registry (every local here is), so a re-registration reuses the choice.
+        genes = _training_genes(
+            adata, genes=genes, n_top_genes=n_top_genes, layer=layer, units=units
         )
         setup_method_args = cls._get_setup_method_args(**locals())
         fields = [
@@ -183,6 +217,16 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         adata_manager = AnnDataManager(fields=fields, setup_method_args=setup_method_args)
         adata_manager.register_fields(adata, **kwargs)
         cls.register_manager(adata_manager)
+
+    @property
+    def gene_names(self) -> pd.Index:
+        """The genes the model is trained on (``setup_anndata``'s ``n_top_genes``/``genes``)."""
+        genes = self.registry_["setup_args"].get("genes")
+        return self._registered_genes if genes is None else pd.Index(genes)
+
+    @property
+    def _registered_genes(self) -> pd.Index:
+        return pd.Index(self.get_var_names())
 
     @property
     def units(self) -> Units:
@@ -308,6 +352,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         -------
         ``(n_obs, n_latent)`` array.
         """
+        is_corpus = adata is None
         adata, layer = self._resolve_query(adata, layer)
         units = units or self.units
         self.module.eval()
@@ -317,6 +362,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             units=units,
             batch_size=batch_size,
             library_size=self._stored_library_sizes(adata, units),
+            warn=not is_corpus,
         )
         return np.concatenate([self.module.embed(x).cpu().numpy() for x in batches], axis=0)
 
@@ -333,3 +379,12 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         if self.adata is None:
             raise ValueError("This model has no AnnData attached; pass adata=.")
         return self.adata, self.layer if layer is None else layer
+
+
+def _training_genes(adata: AnnData, *, genes, n_top_genes, layer, units) -> list[str] | None:
+    """The checked ``genes``, or the ``n_top_genes`` most variable; ``None`` means all genes."""
+    if genes is not None:
+        return check_gene_subset(genes, adata.var_names)
+    chosen = highly_variable_genes(adata, n_top_genes=n_top_genes, layer=layer, units=units)
+    # None (every gene) keeps the registry of an all-genes model as it always was.
+    return None if chosen.size == adata.n_vars else list(chosen)

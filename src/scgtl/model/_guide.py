@@ -100,6 +100,7 @@ class GuideMixin:
             units=self.units,
             indices=pool,
             library_size=self._stored_library_sizes(corpus, self.units),
+            warn=False,  # the corpus may have more genes than the model (n_top_genes)
         )
         groups = self._scout_groups(corpus, pool, x, n_clusters=n_clusters, seed=seed)
         tasks = sample_scout_tasks(groups, n_scouts=n_scouts, n_way=n_way, k_shot=k_shot, seed=seed)

@@ -14,7 +14,16 @@ import pandas as pd
 import torch
 
 from scgtl._docs import doc
-from scgtl.data import align_genes, check_anndata, check_units_name, row_sampler, support_rows
+from scgtl._settings import uses_threads
+from scgtl.data import (
+    align_genes,
+    check_anndata,
+    check_matrix,
+    check_units_name,
+    get_matrix,
+    row_sampler,
+    support_rows,
+)
 from scgtl.model._classifier import GTLClassifier
 from scgtl.train import (
     check_head_init,
@@ -39,6 +48,7 @@ ADAPT_STEPS = 1000
 class TransferMixin:
     """:meth:`adapt` and :meth:`fine_tune` of :class:`~scgtl.GTL`."""
 
+    @uses_threads
     @doc.dedent
     def adapt(
         self,
@@ -144,6 +154,7 @@ class TransferMixin:
             library_size=library_size,
         )
 
+    @uses_threads
     @doc.dedent
     def fine_tune(
         self,
@@ -172,7 +183,10 @@ class TransferMixin:
         ----------
         adata
             The target study. Its genes are aligned to the model's (missing ones zero-filled,
-            extra ones dropped, with a warning giving the overlap); it is not modified.
+            extra ones dropped, with a warning giving the overlap); it is not modified. Its whole
+            matrix is checked against ``units`` before training (NaN/inf, negative or, for
+            counts, non-integer values are refused in every row, not only the support's), so
+            that :meth:`~scgtl.GTLClassifier.predict` can read all of it.
         labels_key
             ``obs`` column with the target classes.
         k_shot
@@ -198,7 +212,15 @@ class TransferMixin:
 
         Returns
         -------
-        A fitted :class:`~scgtl.GTLClassifier`.
+        A fitted :class:`~scgtl.GTLClassifier`; its ``fit_record_`` holds the support's
+        ``obs_names`` (``"support_obs_names"``), the loss at every step and these settings.
+
+        Raises
+        ------
+        ValueError
+            Values impossible in ``units`` anywhere in the matrix, bad labels or settings, or a
+            study sharing fewer than 5 percent (or 10) of the model's genes (see
+            :func:`scgtl.data.align_genes`).
         """
         units = self.units if units is None else units
         check_units_name(units)
@@ -214,6 +236,8 @@ class TransferMixin:
         support = support_rows(
             labels, k_shot=k_shot, seed=seed, support_indices=support_indices, labels_key=labels_key
         )
+        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+        check_matrix(get_matrix(adata, layer), units, where=where)
         x = self._read_rows(adata, layer=layer, units=units, indices=support)
         support_labels = pd.Categorical(labels.iloc[support].astype(str))
         y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from scvi import REGISTRY_KEYS
@@ -15,6 +16,8 @@ from scgtl.data._units import log_expression
 from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS, MLPEncoder
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from scgtl._constants import Units
 
 
@@ -43,6 +46,10 @@ class GTLModule(BaseModuleClass):
     encoder
         A replacement encoder module mapping ``(n_obs, n_input)`` to ``(n_obs, n_latent)``; the
         default is :class:`~scgtl.module.MLPEncoder`.
+    gene_index
+        Positions, in the registered matrix, of the ``n_input`` genes the network reads. The
+        library size is taken over all registered genes first, as for a query. ``None``: the
+        registered matrix has exactly the ``n_input`` genes.
     """
 
     def __init__(
@@ -58,6 +65,7 @@ class GTLModule(BaseModuleClass):
         mask_rate: float = 0.3,
         classification_weight: float = 1.0,
         encoder: nn.Module | None = None,
+        gene_index: Sequence[int] | None = None,
     ):
         super().__init__()
         if not 0.0 <= mask_rate < 1.0:
@@ -70,6 +78,12 @@ class GTLModule(BaseModuleClass):
         )
         self.decoder = nn.Linear(n_latent, n_input)
         self.classifier = nn.Linear(n_latent, n_labels) if n_labels > 1 else None
+        if gene_index is not None:
+            gene_index = torch.as_tensor(np.asarray(gene_index), dtype=torch.long)
+            if gene_index.ndim != 1 or gene_index.numel() != n_input or (gene_index < 0).any():
+                raise ValueError(f"gene_index must hold {n_input} positions of registered genes.")
+        # Derived from the registry, so not saved with the weights.
+        self.register_buffer("gene_index", gene_index, persistent=False)
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
@@ -95,6 +109,8 @@ class GTLModule(BaseModuleClass):
         if library_size is not None:
             library_size = library_size.view(-1)
         x_log = log_expression(x, self.units, library_size)
+        if self.gene_index is not None:
+            x_log = x_log[:, self.gene_index]
         if self.training and self.mask_rate > 0:
             mask = torch.rand_like(x_log) < self.mask_rate
             z = self.encoder(x_log.masked_fill(mask, 0.0))

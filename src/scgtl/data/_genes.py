@@ -1,0 +1,88 @@
+"""Choosing the genes a model is trained on."""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from scgtl.data._reading import get_matrix
+from scgtl.data._units import check_units_name
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anndata import AnnData
+
+    from scgtl._constants import Units
+
+#: Highly variable genes a model is pre-trained on by default (as the ``scgtl`` command line).
+N_TOP_GENES = 2000
+
+
+def highly_variable_genes(
+    adata: AnnData, *, n_top_genes: int | None, layer: str | None = None, units: Units = "counts"
+) -> pd.Index:
+    """The ``n_top_genes`` most variable genes (all genes when ``None`` or not fewer).
+
+    Counts use scanpy's ``flavor="seurat_v3"`` on the counts (it needs ``scikit-misc``;
+    without it, or for other units, ``flavor="seurat"`` on log-normalised values is used).
+    The caller's AnnData is not modified.
+
+    Returns
+    -------
+    The selected gene names, in ``adata``'s order.
+    """
+    check_units_name(units)
+    if n_top_genes is not None and (
+        isinstance(n_top_genes, bool)
+        or not isinstance(n_top_genes, int | np.integer)
+        or n_top_genes < 1
+    ):
+        raise ValueError(f"n_top_genes={n_top_genes!r} must be an integer >= 1 or None.")
+    if n_top_genes is None or n_top_genes >= adata.n_vars:
+        return adata.var_names.copy()
+    if adata.isbacked:
+        raise ValueError(
+            f"Choosing {n_top_genes} highly variable genes of {adata.n_vars} needs the matrix in "
+            "memory, but this AnnData is backed. Pass n_top_genes=None (all genes), or genes= "
+            "with the genes to use."
+        )
+    import scanpy as sc  # imported here: scanpy is slow to import and only this needs it
+
+    work = sc.AnnData(X=get_matrix(adata, layer), var=pd.DataFrame(index=adata.var_names))
+    if units == "counts":
+        try:
+            sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat_v3")
+            return adata.var_names[work.var["highly_variable"].to_numpy()]
+        except ImportError:
+            warnings.warn(
+                "scikit-misc is not installed, so highly variable genes are chosen with "
+                "flavor='seurat' on log-normalised counts instead of 'seurat_v3'.",
+                UserWarning,
+                stacklevel=2,
+            )
+    work = work.copy()
+    if units != "log1p":
+        sc.pp.normalize_total(work, target_sum=1e4)
+        sc.pp.log1p(work)
+    sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat")
+    return adata.var_names[work.var["highly_variable"].to_numpy()]
+
+
+def check_gene_subset(genes: Sequence[str], var_names: pd.Index) -> list[str]:
+    """``genes`` as a list, checked to be unique, non-empty genes of ``var_names``."""
+    if isinstance(genes, str):
+        raise TypeError(f"genes={genes!r} must be a list of gene names, not one string.")
+    genes = [str(g) for g in genes]
+    if not genes:
+        raise ValueError("genes is empty; give at least one gene name.")
+    if len(set(genes)) != len(genes):
+        dupes = sorted({g for g in genes if genes.count(g) > 1})
+        raise ValueError(f"genes has duplicates: {dupes[:5]}.")
+    unknown = [g for g in genes if g not in var_names]
+    if unknown:
+        raise KeyError(f"{len(unknown)} of genes are not in adata.var_names (e.g. {unknown[:5]}).")
+    return genes
