@@ -25,3 +25,8 @@ MIN_GENE_FRACTION = 0.05
 #: than half of the model's input is zero-filled, so predictions and their confidences (which do
 #: not account for the missing genes) may be unreliable.
 LOW_GENE_FRACTION = 0.5
+
+#: Largest value believable in ``units="log1p"``: log1p of library-size-normalised expression
+#: stays far below it (log1p of 10,000 is 9.2, of a million 13.8); counts or normalised values
+#: declared as log1p by mistake go far above it.
+MAX_LOG1P = 20.0

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import sparse
 
-from scgtl._constants import TARGET_SUM, UNITS
+from scgtl._constants import MAX_LOG1P, TARGET_SUM, UNITS
 
 if TYPE_CHECKING:
     from scgtl._constants import Units
@@ -33,8 +33,9 @@ def check_block(block, units: Units, *, where: str = "X") -> None:
     Raises
     ------
     ValueError
-        With the offending value, when the block has NaN/inf, negative values, or (for
-        ``units="counts"``) non-integer values.
+        With the offending value, when the block has NaN/inf, negative values, (for
+        ``units="counts"``) non-integer values, or (for ``units="log1p"``) values above
+        :data:`~scgtl._constants.MAX_LOG1P`.
     """
     values = _values(block)
     if values.size == 0:
@@ -56,6 +57,14 @@ def check_block(block, units: Units, *, where: str = "X") -> None:
         raise ValueError(
             f"{where} contains negative values (min {minimum:.4g}), which units={units!r} "
             f"does not allow.{hint}"
+        )
+    maximum = values.max()
+    if units == "log1p" and maximum > MAX_LOG1P:
+        raise ValueError(
+            f"{where} was declared units='log1p' but holds values up to {maximum:.4g}; log1p of "
+            f"library-size-normalised expression stays below about {MAX_LOG1P:g} (log1p of a "
+            "million is 13.8). These look like counts or normalised values: declare "
+            "units='counts' or units='normalized'."
         )
     if units == "counts":
         fractional = values != np.round(values)
