@@ -1,4 +1,4 @@
-"""Fine-tuning variants of issue 5, measured on the default model and the real targets.
+"""Fine-tuning variants of the engineering study, on the default model and the real targets.
 
 Pre-trains the default model exactly as few_shot_real.py does (PBMC corpus, 2000 HVGs, seed 0),
 then runs scgtl.benchmark.few_shot on the same episodes (k = 1, 3, 5; 20 per k; seed 0) of

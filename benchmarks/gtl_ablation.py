@@ -1,4 +1,4 @@
-"""Ablation of the GTL recipe: each change of issue 5, added one at a time, on the real targets.
+"""Ablation of the GTL recipe: each change of the engineering study, added one at a time.
 
 Every configuration pre-trains on the PBMC corpus (mudan_pbmcA + kang_stim, 2000 highly
 variable genes, as in few_shot_real.py), computes its guide, and runs scgtl.benchmark.few_shot
@@ -35,7 +35,7 @@ from scgtl.module import GTLModule
 
 REPO = Path(__file__).resolve().parents[1]
 
-#: scvi-tools' TrainingPlan defaults, which the model used before issue 5.
+#: scvi-tools' TrainingPlan defaults, which the model used before the engineering study.
 SCVI_OPTIMIZER = {"eps": 0.01, "weight_decay": 0.0}
 
 #: (name, what it adds, settings); cumulative, the last one is the package default.

@@ -1,4 +1,4 @@
-"""Guide temperature ablation on the embedded default task (a measurement for issue 5).
+"""Guide temperature ablation on the embedded default task (before the engineering study).
 
 Pre-trains once on the embedded default corpus, then for each guide temperature recomputes the
 guide (``model.compute_guide``, same scouts seed) and runs GTL on the same 20 episodes per k;

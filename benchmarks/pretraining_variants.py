@@ -1,4 +1,4 @@
-"""Pre-training variants of issue 5 that are not package options, for gtl_ablation.py.
+"""Pre-training variants of the engineering study that are not package options, for gtl_ablation.py.
 
 Each changes only how the encoder is pre-trained (or how a target's missing genes are filled);
 scouts, guide and fine-tuning then run unchanged on a plain :class:`scgtl.module.MLPEncoder`,

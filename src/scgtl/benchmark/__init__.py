@@ -14,7 +14,7 @@ support set, every other sample as the query set) and runs every method on each 
 ``pca_logreg``
     logistic regression on 50 principal components, the PCA fit on the unlabelled target;
 ``pca_knn``
-    k-nearest neighbours on those components.
+    k-nearest neighbours on those components, ``min(5, k)`` neighbours (1-NN at ``k=1``).
 
 All methods see the same genes (the model's) and the same log-normalisation (the model's own
 input transform). :class:`FewShotResult` holds the tidy per-episode table and gives the

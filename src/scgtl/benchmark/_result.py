@@ -114,6 +114,11 @@ class FewShotResult:
     ) -> Figure:
         """Mean ``metric`` against ``k``, one line per method, with 95% confidence bands.
 
+        The y range follows the plotted means and bands (with a margin), so that close methods
+        stay apart; for balanced accuracy with one number of classes, a dashed chance line is
+        drawn when it falls in that range and named in the legend otherwise. A long ``title`` is
+        wrapped to fit the figure.
+
         Returns
         -------
         The matplotlib figure.
