@@ -170,8 +170,11 @@ def test_support_rows():
         support_rows(labels, k_shot=None, seed=0, support_indices=[0, 0, 1])
     with pytest.raises(ValueError, match=r"lie in \[0, 6\)"):
         support_rows(labels, k_shot=None, seed=0, support_indices=[0, 9])
-    with pytest.raises(ValueError, match="Pass k_shot"):
-        support_rows(labels, k_shot=None, seed=0)
+    np.testing.assert_array_equal(support_rows(labels, k_shot=None, seed=0), [0, 1, 3, 4, 5])
+    with pytest.raises(ValueError, match="no label at all"):
+        support_rows(pd.Series([None, None]), k_shot=None, seed=0)
+    with pytest.raises(ValueError, match="at least 2"):
+        support_rows(pd.Series(["a", None, "a"]), k_shot=None, seed=0)
     full = pd.Series(["a", "b", "a", "b", "a", "b"])
     drawn = support_rows(full, k_shot=2, seed=1)
     assert sorted(full.iloc[drawn]) == ["a", "a", "b", "b"]

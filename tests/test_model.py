@@ -304,6 +304,12 @@ def test_scaled_values_declared_log1p_get_a_hint():
         scgtl.GTL.setup_anndata(scaled, units="log1p")
 
 
+def _all_unlabelled(target):
+    target = target.copy()
+    target.obs["bulk_labels"] = pd.Categorical([None] * target.n_obs)
+    return target
+
+
 @pytest.mark.parametrize(
     ("make_target", "kwargs", "error", "match"),
     [
@@ -315,7 +321,7 @@ def test_scaled_values_declared_log1p_get_a_hint():
             ValueError,
             "CD4\\+/CD45RA\\+/CD25- Naive T",
         ),
-        (lambda t: t, {"labels_key": "bulk_labels"}, ValueError, "Pass k_shot"),
+        (_all_unlabelled, {"labels_key": "bulk_labels"}, ValueError, "no label at all"),
         (
             lambda t: t,
             {"labels_key": "bulk_labels", "k_shot": 1, "units": "raw"},

@@ -92,3 +92,21 @@ def test_a_module_class_plugs_in_a_pretraining_objective(
     np.testing.assert_array_equal(
         loaded.get_latent_representation(pbmc_target), model.get_latent_representation(pbmc_target)
     )
+
+
+def test_fine_tune_on_a_half_annotated_study(gtl_model, pbmc_target):
+    """k_shot=None learns from every labelled row; NaN marks the unlabelled ones."""
+    rng = np.random.default_rng(0)
+    truth = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()
+    labelled = rng.random(pbmc_target.n_obs) < 0.1
+    study = pbmc_target.copy()
+    study.obs["manual"] = pd.Categorical(np.where(labelled, truth, None))
+    clf = gtl_model.fine_tune(study, labels_key="manual", seed=0)
+    assert set(clf.fit_record_["support_obs_names"]) == set(study.obs_names[labelled])
+    assert clf.fit_record_["k_shot"] is None
+    assert sorted(clf.classes_) == sorted(set(truth[labelled]))
+    predicted = clf.predict(study)
+    assert study.obs["scgtl_is_support"].to_numpy().tolist() == labelled.tolist()
+    unlabelled = ~labelled
+    accuracy = (predicted.to_numpy()[unlabelled] == truth[unlabelled]).mean()
+    assert accuracy > 0.6  # 4 classes

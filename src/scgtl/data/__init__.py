@@ -9,7 +9,7 @@ from scgtl.data._reading import (
     read_log_expression,
     row_sampler,
 )
-from scgtl.data._sampling import check_labels, sample_k_shot, support_rows
+from scgtl.data._sampling import check_labels, labelled_rows, sample_k_shot, support_rows
 from scgtl.data._units import (
     check_library_sizes,
     check_matrix,
@@ -33,6 +33,7 @@ __all__ = [
     "get_matrix",
     "highly_variable_genes",
     "iter_log_expression",
+    "labelled_rows",
     "library_sizes",
     "log_expression",
     "read_log_expression",

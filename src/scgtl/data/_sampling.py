@@ -69,7 +69,7 @@ def support_rows(
     support_indices: Sequence[int] | np.ndarray | None = None,
     labels_key: str = "labels",
 ) -> np.ndarray:
-    """Positions of a support set: ``k_shot`` drawn per class, or the given ``support_indices``.
+    """Positions of a support set: ``k_shot`` per class, every labelled row, or ``support_indices``.
 
     Only the support's labels need to be present; the other rows may be missing (NaN).
 
@@ -78,8 +78,9 @@ def support_rows(
     labels
         One label per row of the study.
     k_shot
-        Rows per class to draw with ``seed`` (ignored, with a warning, when ``support_indices``
-        is given).
+        Rows per class to draw with ``seed``; ``None`` (without ``support_indices``): every row
+        whose label is present, as in a half-annotated study where unlabelled rows are NaN.
+        Ignored, with a warning, when ``support_indices`` is given.
     seed
         Seed of the draw.
     support_indices
@@ -93,7 +94,7 @@ def support_rows(
     """
     if support_indices is None:
         if k_shot is None:
-            raise ValueError("Pass k_shot (labelled samples per class) or support_indices.")
+            return labelled_rows(labels, labels_key=labels_key)
         checked = check_labels(labels, labels_key=labels_key)
         return sample_k_shot(checked, k_shot, seed=seed, labels_key=labels_key)
     support = np.asarray(support_indices)
@@ -109,3 +110,15 @@ def support_rows(
     if k_shot is not None:
         warnings.warn("k_shot is ignored when support_indices is given.", UserWarning, stacklevel=3)
     return np.sort(support)
+
+
+def labelled_rows(labels: pd.Series, *, labels_key: str = "labels") -> np.ndarray:
+    """Positions of the rows whose label is present (not NaN), checked to span two classes."""
+    present = np.flatnonzero(pd.Series(labels).notna().to_numpy())
+    if present.size == 0:
+        raise ValueError(
+            f"obs[{labels_key!r}] has no label at all; label some rows (NaN marks unlabelled "
+            "ones), or pass k_shot / support_indices."
+        )
+    check_labels(pd.Series(labels).iloc[present], labels_key=labels_key)
+    return present

@@ -190,7 +190,9 @@ class TransferMixin:
         labels_key
             ``obs`` column with the target classes.
         k_shot
-            Labelled samples per class to train on, drawn with ``seed``.
+            Labelled samples per class to train on, drawn with ``seed``. ``None`` (the default):
+            every row whose label is present, the others being unlabelled (NaN) — how a
+            half-annotated study is given.
         seed
             Seed of the support draw, the head's initialisation and dropout.
         %(param_query_layer_units)s
