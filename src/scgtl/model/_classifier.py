@@ -16,6 +16,7 @@ from scvi.data.fields import CategoricalObsField, LayerField
 from scvi.model.base import BaseModelClass
 
 from scgtl._constants import DEFAULT_KEY_ADDED
+from scgtl._settings import uses_threads
 from scgtl._version import package_version
 from scgtl.data import align_genes, check_units_name
 from scgtl.model._base import ScgtlModelMixin
@@ -213,6 +214,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             probas.append(torch.softmax(out["logits"], dim=1).cpu().numpy())
         return np.concatenate(latents), np.concatenate(probas)
 
+    @uses_threads
     def predict_proba(
         self, adata: AnnData | None = None, *, layer: str | None = None, batch_size: int = 1024
     ) -> pd.DataFrame:
@@ -236,6 +238,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         _, proba = self._forward(adata, layer=layer, batch_size=batch_size)
         return pd.DataFrame(proba, index=adata.obs_names.copy(), columns=self.classes_)
 
+    @uses_threads
     def get_latent_representation(
         self, adata: AnnData | None = None, *, layer: str | None = None, batch_size: int = 1024
     ) -> np.ndarray:
@@ -244,6 +247,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         latent, _ = self._forward(adata, layer=layer, batch_size=batch_size)
         return latent
 
+    @uses_threads
     def predict(
         self,
         adata: AnnData | None = None,
