@@ -51,6 +51,7 @@ def fit_masked_reconstruction(
         list(module.encoder.parameters()) + list(module.decoder.parameters()),
         lr=lr,
         weight_decay=weight_decay,
+        foreach=True,  # the same values as the per-tensor loop, faster
     )
     losses = []
     with torch.random.fork_rng(devices=[]):
