@@ -81,7 +81,23 @@ def _add_benchmark_parser(subparsers) -> None:
         "--n-episodes", type=_positive_int, default=20, help="episodes per k (default 20)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
-    run.add_argument("--methods", nargs="+", help="methods to run (default: all built-in methods)")
+    run.add_argument(
+        "--methods",
+        nargs="+",
+        help=(
+            "methods to run (default: gtl finetune scratch logreg pca_logreg pca_knn; also "
+            "built in: pca_label_spreading pca_self_training)"
+        ),
+    )
+    run.add_argument(
+        "--baseline-genes",
+        choices=("model", "target"),
+        default="model",
+        help=(
+            "genes of the baselines: the model's (default) or all of the target's own; the "
+            "fine-tuning methods always read the model's"
+        ),
+    )
     run.add_argument("--out", type=Path, default=Path("scgtl_benchmark"), help="output folder")
     run.add_argument(
         "--threads",
@@ -134,6 +150,7 @@ def _run_default(args: argparse.Namespace):
         train_kwargs=train_kwargs,
         n_threads=args.threads,
         progress=not args.quiet,
+        baseline_genes=args.baseline_genes,
     )
 
 
@@ -175,6 +192,7 @@ def _run_files(args: argparse.Namespace):
         units=args.target_units,
         n_threads=args.threads,
         progress=not args.quiet,
+        baseline_genes=args.baseline_genes,
     )
 
 

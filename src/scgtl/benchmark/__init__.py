@@ -16,17 +16,33 @@ support set, every other sample as the query set) and runs every method on each 
 ``pca_knn``
     k-nearest neighbours on those components, ``min(5, k)`` neighbours (1-NN at ``k=1``).
 
-All methods see the same genes (the model's) and the same log-normalisation (the model's own
-input transform). :class:`FewShotResult` holds the tidy per-episode table and gives the
-summary (mean and 95% CI per method and ``k``, paired differences to GTL with Wilcoxon
-p-values), a plain-language verdict per ``k``, a plot and a Markdown report.
+These six are :data:`DEFAULT_METHODS`. Two transductive baselines run when named (e.g.
+``methods=[*DEFAULT_METHODS, "pca_label_spreading", "pca_self_training"]``); they see every row
+of the target, only the support labelled, as a model adapted to the target does
+(``FineTuneMethod(..., adapt={})``):
+
+``pca_label_spreading``
+    scikit-learn's ``LabelSpreading`` on the kNN graph (7 neighbours) of all target rows' PCA;
+``pca_self_training``
+    ``SelfTrainingClassifier`` around that logistic regression, on the same components.
+
+Each method says its regime in :attr:`Method.transductive`.
+
+All methods see the same log-normalisation (the model's own input transform) and, by default,
+the same genes (the model's). With ``few_shot(..., baseline_genes="target")`` the baselines
+(every method that does not need the model) read all of the target's own genes instead, as a
+user without the model would, and the fine-tuning methods keep the model's.
+:class:`FewShotResult` holds the tidy per-episode table and gives the summary (mean and 95% CI
+per method and ``k``, paired differences to GTL with Wilcoxon p-values), a plain-language
+verdict per ``k``, a plot and a Markdown report.
 
 Adding a method
 ---------------
 Subclass :class:`Method`: give it a ``name`` and a ``fit_predict_proba(task, *, seed)`` that
-learns from ``task.X_support`` / ``task.y_support`` (or ``task.X_pca_support``, or
-``task.masked_target()`` and ``task.support_indices``) and returns probabilities for the query
-rows, columns in ``task.classes`` order (or a DataFrame with class names as columns)::
+learns from ``task.X_support`` / ``task.y_support`` (or ``task.X_pca_support``, or, for a
+transductive method, ``task.X_pca_all`` and ``task.support_indices``, or
+``task.masked_target()``) and returns probabilities for the query rows, columns in
+``task.classes`` order (or a DataFrame with class names as columns)::
 
     from sklearn.ensemble import RandomForestClassifier
 
@@ -41,7 +57,9 @@ rows, columns in ``task.classes`` order (or a DataFrame with class names as colu
     res = scgtl.benchmark.few_shot(model, target, labels_key="cell_type", methods=methods)
 
 Any scikit-learn classifier also fits in one line:
-``SklearnMethod("random_forest", RandomForestClassifier(), representation="pca")``.
+``SklearnMethod("random_forest", RandomForestClassifier(), representation="pca")``, and any
+semi-supervised one (``-1`` for unlabelled rows) in
+``SemiSupervisedMethod("pca_label_propagation", LabelPropagation())``.
 """
 
 from scgtl.benchmark._default import DEFAULT_SPLIT, default_task, run_default
@@ -53,6 +71,7 @@ from scgtl.benchmark._methods import (
     FineTuneMethod,
     KNNMethod,
     Method,
+    SemiSupervisedMethod,
     SklearnMethod,
     builtin_methods,
 )
@@ -68,6 +87,7 @@ __all__ = [
     "FineTuneMethod",
     "KNNMethod",
     "Method",
+    "SemiSupervisedMethod",
     "SklearnMethod",
     "builtin_methods",
     "default_task",

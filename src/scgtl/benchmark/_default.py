@@ -96,13 +96,15 @@ def run_default(
     train_kwargs: dict | None = None,
     n_threads: int | None = 1,
     progress: bool | None = None,
+    baseline_genes: str = "model",
 ) -> FewShotResult:
     """Run the embedded default benchmark (see :data:`DEFAULT_SPLIT`).
 
     Parameters
     ----------
-    k_shots, n_episodes, seed, methods, n_threads, progress
-        As in :func:`scgtl.benchmark.few_shot`; ``seed`` also seeds pre-training.
+    k_shots, n_episodes, seed, methods, n_threads, progress, baseline_genes
+        As in :func:`scgtl.benchmark.few_shot`; ``seed`` also seeds pre-training. The model
+        has all of the target's genes here, so ``baseline_genes`` changes no number.
     train_kwargs
         Overrides of :data:`DEFAULT_TRAIN_KWARGS`, passed to :meth:`scgtl.GTL.train`.
 
@@ -112,11 +114,12 @@ def run_default(
     """
     from scgtl.benchmark._episodes import check_k_shots, check_n_episodes
     from scgtl.benchmark._few_shot import few_shot
-    from scgtl.benchmark._methods import resolve_methods
+    from scgtl.benchmark._methods import check_baseline_genes, resolve_methods
 
     # Fail on bad settings before pre-training, not after.
     check_k_shots(k_shots)
     check_n_episodes(n_episodes)
+    check_baseline_genes(baseline_genes)
     resolve_methods(methods, has_model=True)
     start = time.perf_counter()
     corpus, target = default_task()
@@ -132,6 +135,7 @@ def run_default(
         methods=methods,
         n_threads=n_threads,
         progress=progress,
+        baseline_genes=baseline_genes,
     )
     result.settings.update(
         {

@@ -18,6 +18,7 @@ from scgtl.benchmark._episodes import check_k_shots, check_n_episodes, make_epis
 from scgtl.benchmark._methods import (
     FewShotTask,
     TargetData,
+    check_baseline_genes,
     probabilities,
     resolve_methods,
 )
@@ -26,6 +27,7 @@ from scgtl.data import align_genes, check_labels, check_units_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from typing import Literal
 
     from anndata import AnnData
 
@@ -83,10 +85,11 @@ def _check_target(target: AnnData, labels_key: str) -> np.ndarray:
 
 
 def _run_episode(episode: Episode, methods: list[Method], data: TargetData, advance) -> list[dict]:
-    task = FewShotTask(episode, data)
+    tasks = {genes: FewShotTask(episode, data, genes=genes) for genes in ("model", "target")}
     y_query = data.labels[episode.query]
     rows = []
     for method in methods:
+        task = tasks[data.genes_for(method)]
         start = time.perf_counter()
         raw = method.fit_predict_proba(task, seed=episode.seed)
         seconds = time.perf_counter() - start
@@ -122,14 +125,15 @@ def few_shot(
     reference: str = "gtl",
     n_threads: int | None = 1,
     progress: bool | None = None,
+    baseline_genes: Literal["model", "target"] = "model",
 ) -> FewShotResult:
     """Compare guided fine-tuning with simple baselines on seeded few-shot episodes.
 
     For every ``k`` in ``k_shots`` and each of ``n_episodes`` episodes, ``k`` samples of each
     class of ``target.obs[labels_key]`` form the support set and every other sample the query
     set; every method learns from the same support set and is scored on the same query set,
-    over the same genes (the model's) and the same log-normalisation (the model's own input
-    transform).
+    with the same log-normalisation (the model's own input transform), by default over the same
+    genes (the model's; see ``baseline_genes``).
 
     Parameters
     ----------
@@ -149,9 +153,11 @@ def few_shot(
         Seed of the whole benchmark; episode ``e`` at ``k`` uses a seed derived from
         ``(seed, k, e)`` (see :func:`scgtl.benchmark.episode_seed`).
     methods
-        Method names and/or :class:`scgtl.benchmark.Method` instances. Default: every built-in
-        method, ``("gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn")``; only the
-        last three when ``model`` is ``None``.
+        Method names and/or :class:`scgtl.benchmark.Method` instances. Default:
+        :data:`scgtl.benchmark.DEFAULT_METHODS`, ``("gtl", "finetune", "scratch", "logreg",
+        "pca_logreg", "pca_knn")``; only the last three when ``model`` is ``None``. The
+        transductive baselines ``"pca_label_spreading"`` and ``"pca_self_training"`` (fit on
+        every row of the target, only the support labelled) run when named.
     layer
         Layer of ``target`` with the expression (default ``.X``).
     units
@@ -167,6 +173,14 @@ def few_shot(
         the thread settings alone.
     progress
         Show a progress bar (on stderr); default :attr:`scgtl.settings.progress_bar`.
+    baseline_genes
+        The genes of the baselines, every method that does not read the model's genes
+        (:attr:`scgtl.benchmark.Method.reads_model_genes`: by default those that do not need
+        the model). ``"model"`` (default): the model's genes, those missing from the target
+        zero-filled, as the network sees them. ``"target"``: all of the target's own genes, what
+        a user without the model would fit on; the fine-tuning methods still read the model's
+        genes. The same when ``model`` is ``None`` or has exactly the target's genes.
+        Recorded in ``settings["baseline_genes"]`` and ``settings["n_genes_baselines"]``.
 
     Returns
     -------
@@ -180,6 +194,7 @@ def few_shot(
     """
     k_shots = check_k_shots(k_shots)
     n_episodes = check_n_episodes(n_episodes)
+    baseline_genes = check_baseline_genes(baseline_genes)
     labels = _check_target(target, labels_key)
     methods = resolve_methods(methods, has_model=model is not None)
     if units is None:
@@ -197,6 +212,7 @@ def few_shot(
         units=units,
         alignment=alignment,
         model=model,
+        baseline_genes=baseline_genes,
     )
     names = [m.name for m in methods]
     if reference not in names:
@@ -239,6 +255,8 @@ def few_shot(
         "n_classes": len(all_classes),
         "n_genes": len(genes),
         "n_genes_shared": alignment.n_overlap,
+        "baseline_genes": baseline_genes,
+        "n_genes_baselines": data.n_genes(baseline_genes),
         "units": units,
         "layer": layer,
         "methods": {m.name: m.description for m in methods},

@@ -2,9 +2,11 @@
 
 A method sees one episode at a time as a :class:`FewShotTask` and returns class probabilities
 for the query rows. Everything a method may use is on the task: the support labels, the
-log-normalised expression of the support and query rows over the model's genes, their PCA
-coordinates (PCA fit once on all rows of the unlabelled target), and, for methods that fine-tune
-the pre-trained model, the model and the target with the query rows' labels hidden.
+log-normalised expression of the support and query rows (over the model's genes, or over all of
+the target's own genes for the baselines when ``few_shot(baseline_genes="target")``), their PCA
+coordinates (PCA fit once on all rows of the unlabelled target), the same for every row of the
+target (for transductive methods), and, for methods that fine-tune the pre-trained model, the
+model and the target with the query rows' labels hidden.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from anndata import AnnData
 from sklearn.base import clone
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import pairwise_distances_argmin
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.semi_supervised import LabelSpreading, SelfTrainingClassifier
 
-from scgtl.data import get_matrix, read_log_expression
+from scgtl.data import align_genes, get_matrix, read_log_expression
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,6 +42,29 @@ HIDDEN_LABEL = "<hidden: query>"
 
 #: Number of principal components of the PCA baselines (fewer when the target is smaller).
 N_PCA_COMPONENTS = 50
+
+#: Which genes the baselines read: the model's (the default) or all of the target's own.
+BASELINE_GENES: tuple[str, ...] = ("model", "target")
+
+#: Label of the unlabelled rows given to scikit-learn's semi-supervised estimators.
+UNLABELLED = -1
+
+
+def check_baseline_genes(baseline_genes: str) -> str:
+    """Return ``baseline_genes`` if it is one of :data:`BASELINE_GENES`, else raise."""
+    if not isinstance(baseline_genes, str) or baseline_genes not in BASELINE_GENES:
+        raise ValueError(
+            f"baseline_genes={baseline_genes!r} is not valid; choose 'model' (the model's "
+            "genes, as the network reads them) or 'target' (all of the target's own genes)."
+        )
+    return baseline_genes
+
+
+def check_genes(genes: str) -> str:
+    """Return ``genes`` if it is ``"model"`` or ``"target"``, else raise."""
+    if genes not in BASELINE_GENES:
+        raise ValueError(f"genes={genes!r} is not valid; choose 'model' or 'target'.")
+    return genes
 
 
 @dataclass
@@ -62,6 +89,11 @@ class TargetData:
         The pre-trained model, or ``None`` when only baselines run.
     n_pca_components
         Principal components for the PCA baselines.
+    baseline_genes
+        Which genes the methods that do not read the model's genes
+        (:attr:`Method.reads_model_genes` false) see: ``"model"``, the model's genes (those
+        missing from the target zero-filled), or ``"target"``, all of the target's own genes.
+        The fine-tuning methods always read the model's genes.
     """
 
     adata: AnnData
@@ -72,7 +104,11 @@ class TargetData:
     alignment: GeneAlignment
     model: Any = None
     n_pca_components: int = N_PCA_COMPONENTS
+    baseline_genes: Literal["model", "target"] = "model"
     _adapted: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        check_baseline_genes(self.baseline_genes)
 
     @cached_property
     def X_log(self) -> np.ndarray:
@@ -85,9 +121,56 @@ class TargetData:
     @cached_property
     def X_pca(self) -> np.ndarray:
         """PCA coordinates of every row; the PCA is fit on all rows, without labels."""
-        x = self.X_log
+        return self._pca(self.X_log)
+
+    @property
+    def _target_is_model(self) -> bool:
+        """Whether the target's genes are exactly the model's, in the model's order."""
+        return self.alignment.is_identity
+
+    @cached_property
+    def X_log_target(self) -> np.ndarray:
+        """Log-normalised expression of every row over all of the target's own genes.
+
+        The same transform as :attr:`X_log` (library size over all of the target's genes); the
+        same array when the target's genes are the model's.
+        """
+        if self._target_is_model:
+            return self.X_log
+        own = align_genes(self.adata.var_names, self.adata.var_names, warn=False)
+        x = read_log_expression(self.adata, layer=self.layer, units=self.units, alignment=own)
+        return x.numpy()
+
+    @cached_property
+    def X_pca_target(self) -> np.ndarray:
+        """PCA coordinates of :attr:`X_log_target`, fit on all rows, without labels."""
+        if self._target_is_model:
+            return self.X_pca
+        return self._pca(self.X_log_target)
+
+    def _pca(self, x: np.ndarray) -> np.ndarray:
         n_components = min(self.n_pca_components, x.shape[0] - 1, x.shape[1])
         return PCA(n_components=n_components, random_state=0).fit_transform(x)
+
+    def genes_for(self, method: Method) -> Literal["model", "target"]:
+        """The genes ``method`` reads: ``"target"`` only for a baseline under ``"target"``."""
+        if self.baseline_genes == "target" and not method.reads_model_genes:
+            return "target"
+        return "model"
+
+    def log_expression(self, genes: Literal["model", "target"] = "model") -> np.ndarray:
+        """:attr:`X_log` (``genes="model"``) or :attr:`X_log_target` (``"target"``)."""
+        return self.X_log_target if check_genes(genes) == "target" else self.X_log
+
+    def pca(self, genes: Literal["model", "target"] = "model") -> np.ndarray:
+        """:attr:`X_pca` (``genes="model"``) or :attr:`X_pca_target` (``"target"``)."""
+        return self.X_pca_target if check_genes(genes) == "target" else self.X_pca
+
+    def n_genes(self, genes: Literal["model", "target"] = "model") -> int:
+        """Number of genes (columns) of :meth:`log_expression` for ``genes``."""
+        if check_genes(genes) == "target":
+            return self.adata.n_vars
+        return int(self.alignment.reference.size)
 
     def adapted_model(self, **adapt_kwargs):
         """The model adapted to all rows of the target (``model.adapt``), once per setting.
@@ -134,10 +217,18 @@ class FewShotTask:
         The episode: ``k``, its index, its seed and the support and query rows.
     data
         The shared target data; use the properties below rather than this.
+    genes
+        The genes of the expression properties below: ``"model"``, the model's genes, or
+        ``"target"``, all of the target's own genes (what :func:`scgtl.benchmark.few_shot` gives
+        a baseline when ``baseline_genes="target"``; see :meth:`TargetData.genes_for`).
     """
 
     episode: Episode
     data: TargetData = field(repr=False)
+    genes: Literal["model", "target"] = "model"
+
+    def __post_init__(self) -> None:
+        check_genes(self.genes)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -161,23 +252,37 @@ class FewShotTask:
 
     @property
     def X_support(self) -> np.ndarray:
-        """Log-normalised expression of the support rows over the model's genes."""
-        return self.data.X_log[self.episode.support]
+        """Log-normalised expression of the support rows over the task's :attr:`genes`."""
+        return self.X_all[self.episode.support]
 
     @property
     def X_query(self) -> np.ndarray:
-        """Log-normalised expression of the query rows over the model's genes."""
-        return self.data.X_log[self.episode.query]
+        """Log-normalised expression of the query rows over the task's :attr:`genes`."""
+        return self.X_all[self.episode.query]
 
     @property
     def X_pca_support(self) -> np.ndarray:
         """PCA coordinates of the support rows (PCA fit on the unlabelled target)."""
-        return self.data.X_pca[self.episode.support]
+        return self.X_pca_all[self.episode.support]
 
     @property
     def X_pca_query(self) -> np.ndarray:
         """PCA coordinates of the query rows."""
-        return self.data.X_pca[self.episode.query]
+        return self.X_pca_all[self.episode.query]
+
+    @property
+    def X_all(self) -> np.ndarray:
+        """Log-normalised expression of every row of the target, for transductive methods.
+
+        Rows are the target's rows: the support, the query and any rows of classes left out at
+        this ``k``. Their labels are not part of it; only :attr:`y_support` holds labels.
+        """
+        return self.data.log_expression(self.genes)
+
+    @property
+    def X_pca_all(self) -> np.ndarray:
+        """PCA coordinates of every row of the target (see :attr:`X_all`)."""
+        return self.data.pca(self.genes)
 
     @property
     def model(self):
@@ -224,6 +329,24 @@ class Method(ABC):
     description: str = ""
     #: Whether the method needs the pre-trained model (``task.model``).
     needs_model: bool = False
+    #: The method's regime. ``True`` when it learns from the expression of the unlabelled
+    #: target rows of an episode, query rows included (never their labels), before predicting
+    #: them: label spreading, self-training, a network adapted to the whole target. ``False``
+    #: (inductive) when the classifier learns from the support set alone. The PCA of the PCA
+    #: baselines is fit on all rows of the target, without labels, as a shared representation;
+    #: their classifiers learn from the support alone, so they count as inductive here.
+    transductive: bool = False
+
+    @property
+    def reads_model_genes(self) -> bool:
+        """Whether the method reads the model's genes even under ``baseline_genes="target"``.
+
+        By default, the methods that need the model (:attr:`needs_model`): the fine-tuning
+        methods read the target through the model. Every other method is a baseline, and reads
+        all of the target's own genes when :func:`scgtl.benchmark.few_shot` is given
+        ``baseline_genes="target"``. Override it (a class attribute will do) to change that.
+        """
+        return self.needs_model
 
     @abstractmethod
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> np.ndarray | pd.DataFrame:
@@ -273,8 +396,9 @@ class SklearnMethod(Method):
         An unfitted classifier; it is cloned (and seeded, if it has ``random_state``) for every
         episode.
     representation
-        ``"log"``: log-normalised expression over the model's genes; ``"pca"``: PCA coordinates
-        (PCA fit on the unlabelled target).
+        ``"log"``: log-normalised expression (over the model's genes, or the target's own with
+        ``few_shot(baseline_genes="target")``); ``"pca"``: PCA coordinates (PCA fit on the
+        unlabelled target).
     description
         One line for reports.
 
@@ -307,7 +431,8 @@ class SklearnMethod(Method):
 
     def prepare(self, data: TargetData) -> None:
         """Read (and project) the target once."""
-        _ = data.X_pca if self.representation == "pca" else data.X_log
+        genes = data.genes_for(self)
+        _ = data.pca(genes) if self.representation == "pca" else data.log_expression(genes)
 
     def _data(self, task: FewShotTask) -> tuple[np.ndarray, np.ndarray]:
         if self.representation == "pca":
@@ -375,6 +500,97 @@ class KNNMethod(SklearnMethod):
         return estimator.set_params(n_neighbors=self.n_neighbors_for(task.episode.k))
 
 
+class SemiSupervisedMethod(SklearnMethod):
+    """A scikit-learn semi-supervised classifier, fit on every row of the target (transductive).
+
+    In each episode the estimator sees all rows of the target (:attr:`FewShotTask.X_pca_all` or
+    :attr:`FewShotTask.X_all`): the support rows with their labels and every other row with
+    :data:`UNLABELLED` (``-1``). The labels of the rows outside the support set are never read.
+    The query rows' probabilities are the estimator's transductive label distributions
+    (``label_distributions_``, for ``LabelSpreading`` and ``LabelPropagation``), otherwise its
+    ``predict_proba`` on the query rows (e.g. ``SelfTrainingClassifier``).
+
+    A kNN graph may fall into parts, and labels spread only within a part: query rows of a part
+    without a support row get an all-zero label distribution, whose argmax would be the first
+    class, a tie settled by class order (on ``yan`` with 7 neighbours, one of three episodes at
+    ``k=1`` left 51 of its 84 query rows so). Those rows take the class of their nearest support
+    row instead (Euclidean, in the same representation), with probability one.
+
+    Parameters
+    ----------
+    name
+        Identifier in the results table.
+    estimator
+        An unfitted semi-supervised classifier that takes ``-1`` for unlabelled rows; it is
+        cloned for every episode (and seeded, if it has ``random_state``).
+    representation
+        ``"pca"`` (default): PCA coordinates of the target; ``"log"``: log-normalised expression.
+    description
+        One line for reports.
+
+    Examples
+    --------
+    >>> from sklearn.semi_supervised import LabelPropagation
+    >>> lp = scgtl.benchmark.SemiSupervisedMethod("pca_label_propagation", LabelPropagation())
+    """
+
+    transductive = True
+
+    def __init__(
+        self,
+        name: str,
+        estimator: ClassifierMixin,
+        *,
+        representation: Literal["log", "pca"] = "pca",
+        description: str = "",
+    ):
+        super().__init__(
+            name,
+            estimator,
+            representation=representation,
+            description=description
+            or f"{type(estimator).__name__} on {representation}, all target rows (transductive)",
+        )
+
+    def _estimator(self, task: FewShotTask, seed: int) -> ClassifierMixin:
+        estimator = _with_seed(self.estimator, seed)
+        params = estimator.get_params(deep=False)
+        if params.get("kernel") == "knn" and "n_neighbors" in params:
+            # scikit-learn's kNN graph needs fewer neighbours than rows.
+            n_rows = task.data.adata.n_obs
+            estimator.set_params(n_neighbors=max(1, min(int(params["n_neighbors"]), n_rows - 1)))
+        return estimator
+
+    def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
+        """Fit on all rows, only the support labelled; probabilities of the query rows."""
+        x = task.X_pca_all if self.representation == "pca" else task.X_all
+        classes = list(task.classes)
+        y = np.full(x.shape[0], UNLABELLED, dtype=np.int64)
+        y[task.support_indices] = [classes.index(c) for c in task.y_support]
+        estimator = self._estimator(task, seed).fit(x, y)
+        columns = [classes[int(c)] for c in estimator.classes_]
+        query = task.query_indices
+        if not hasattr(estimator, "label_distributions_"):
+            proba = estimator.predict_proba(x[query])
+            return pd.DataFrame(np.asarray(proba, dtype=float), columns=columns)
+        proba = np.array(estimator.label_distributions_[query], dtype=float)
+        unreached = ~(proba.sum(axis=1) > 0)
+        if unreached.any():
+            # No path of the graph leads from these rows to a support row: they take the class
+            # of their nearest support row (one-hot), not the first class by a tie.
+            support = task.support_indices
+            nearest = y[support[pairwise_distances_argmin(x[query[unreached]], x[support])]]
+            proba[unreached] = 0.0
+            proba[np.flatnonzero(unreached), np.searchsorted(estimator.classes_, nearest)] = 1.0
+        return pd.DataFrame(proba, columns=columns)
+
+    def __repr__(self) -> str:
+        return (
+            f"SemiSupervisedMethod(name={self.name!r}, estimator={self.estimator!r}, "
+            f"representation={self.representation!r})"
+        )
+
+
 class FineTuneMethod(Method):
     """Fine-tune the pre-trained model on the support set (``model.fine_tune``).
 
@@ -404,6 +620,11 @@ class FineTuneMethod(Method):
     """
 
     needs_model = True
+
+    @property
+    def transductive(self) -> bool:
+        """Whether the model is first adapted to the whole unlabelled target (``adapt`` set)."""
+        return self.adapt is not None
 
     def __init__(
         self,
@@ -471,8 +692,16 @@ class FineTuneMethod(Method):
         )
 
 
+#: Neighbours of the kNN graph of the ``pca_label_spreading`` baseline (scikit-learn's default).
+LABEL_SPREADING_NEIGHBORS = 7
+
+
 def builtin_methods() -> dict[str, Method]:
-    """Fresh instances of the built-in methods, by name, in report order."""
+    """Fresh instances of the built-in methods, by name, in report order.
+
+    The first six are :data:`DEFAULT_METHODS`; ``pca_label_spreading`` and
+    ``pca_self_training``, transductive baselines, run when named.
+    """
     methods: list[Method] = [
         FineTuneMethod(
             "gtl", use_guide=True, description="GTL: guided fine-tuning of the pre-trained model"
@@ -501,12 +730,39 @@ def builtin_methods() -> dict[str, Method]:
             description="logistic regression on PCA of the target",
         ),
         KNNMethod("pca_knn"),
+        SemiSupervisedMethod(
+            "pca_label_spreading",
+            LabelSpreading(kernel="knn", n_neighbors=LABEL_SPREADING_NEIGHBORS),
+            representation="pca",
+            description=(
+                "label spreading on the kNN graph "
+                f"({LABEL_SPREADING_NEIGHBORS} neighbours) of all target rows' PCA; rows the "
+                "graph does not link to the support take the nearest support row's class "
+                "(transductive)"
+            ),
+        ),
+        SemiSupervisedMethod(
+            "pca_self_training",
+            SelfTrainingClassifier(LogisticRegression(max_iter=1000)),
+            representation="pca",
+            description=(
+                "self-training logistic regression on PCA of the target, all target rows "
+                "(transductive)"
+            ),
+        ),
     ]
     return {m.name: m for m in methods}
 
 
-#: Names of the built-in methods, in report order.
-DEFAULT_METHODS: tuple[str, ...] = tuple(builtin_methods())
+#: Names of the methods :func:`scgtl.benchmark.few_shot` runs by default, in report order.
+DEFAULT_METHODS: tuple[str, ...] = (
+    "gtl",
+    "finetune",
+    "scratch",
+    "logreg",
+    "pca_logreg",
+    "pca_knn",
+)
 
 #: The methods that fine-tune the pre-trained model's network.
 NETWORK_METHODS: tuple[str, ...] = ("gtl", "finetune", "scratch")
@@ -515,11 +771,13 @@ NETWORK_METHODS: tuple[str, ...] = ("gtl", "finetune", "scratch")
 def resolve_methods(methods: Sequence[str | Method] | None, *, has_model: bool) -> list[Method]:
     """Turn names and :class:`Method` instances into a list of methods with unique names.
 
-    ``None`` means every built-in method (the fine-tuning ones only when there is a model).
+    ``None`` means the methods of :data:`DEFAULT_METHODS` (the fine-tuning ones only when there
+    is a model).
     """
     builtins = builtin_methods()
     if methods is None:
-        return [m for m in builtins.values() if has_model or not m.needs_model]
+        defaults = [builtins[name] for name in DEFAULT_METHODS]
+        return [m for m in defaults if has_model or not m.needs_model]
     if isinstance(methods, str | Method):
         methods = [methods]
     resolved: list[Method] = []

@@ -70,18 +70,31 @@ def time_table(result: FewShotResult) -> pd.DataFrame:
     return _wide(summary, lambda r: f"{r['fit_seconds']:.2f}")
 
 
+def _baseline_genes_note(settings: dict) -> str:
+    """With ``baseline_genes="target"``, a sentence saying which genes the baselines read."""
+    if settings.get("baseline_genes") != "target":
+        return ""
+    return (
+        f" The baselines read all {settings.get('n_genes_baselines', '?')} of the target's own "
+        "genes (`baseline_genes='target'`); the fine-tuning methods read the model's genes."
+    )
+
+
 def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
     """The benchmark as a Markdown report: settings, tables, paired differences and verdicts."""
     s = result.settings
     ref = result.reference
+    own_genes = s.get("baseline_genes") == "target"
+    shared = "episodes and preprocessing" if own_genes else "episodes, genes and preprocessing"
     lines = [f"# {title or 'Few-shot benchmark'}", ""]
     lines += [
         f"- Target: {s.get('n_obs', '?')} samples, labels `obs[{s.get('labels_key')!r}]` "
         f"({s.get('n_classes', '?')} classes); {s.get('n_genes_shared', '?')} of "
-        f"{s.get('n_genes', '?')} model genes found in the target; units `{s.get('units')}`.",
+        f"{s.get('n_genes', '?')} model genes found in the target; units `{s.get('units')}`."
+        + _baseline_genes_note(s),
         f"- Episodes: {s.get('n_episodes')} per k for k in {list(s.get('k_shots', []))}, seed "
         f"{s.get('seed')}. Support: k samples of every class; query: every other sample of "
-        "those classes. All methods see the same episodes, genes and preprocessing.",
+        f"those classes. All methods see the same {shared}.",
         f"- Wall time of the episodes: {s.get('wall_seconds', float('nan')):.0f} s"
         + (f" ({s['n_threads']} thread)." if s.get("n_threads") == 1 else "."),
     ]
