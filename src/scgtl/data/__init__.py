@@ -2,7 +2,12 @@
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
 from scgtl.data._checks import check_anndata, check_corpus
-from scgtl.data._genes import N_TOP_GENES, check_gene_subset, highly_variable_genes
+from scgtl.data._genes import (
+    N_TOP_GENES,
+    check_gene_subset,
+    highly_variable_genes,
+    training_genes,
+)
 from scgtl.data._reading import (
     get_matrix,
     iter_log_expression,
@@ -40,4 +45,5 @@ __all__ = [
     "row_sampler",
     "sample_k_shot",
     "support_rows",
+    "training_genes",
 ]

@@ -86,3 +86,23 @@ def check_gene_subset(genes: Sequence[str], var_names: pd.Index) -> list[str]:
     if unknown:
         raise KeyError(f"{len(unknown)} of genes are not in adata.var_names (e.g. {unknown[:5]}).")
     return genes
+
+
+def training_genes(
+    adata: AnnData,
+    *,
+    genes: Sequence[str] | None,
+    n_top_genes: int | None,
+    layer: str | None = None,
+    units: Units = "counts",
+) -> list[str] | None:
+    """The genes a model is trained on: ``genes`` checked, or the ``n_top_genes`` most variable.
+
+    Returns
+    -------
+    The gene names, or ``None`` when they are all of ``adata``'s genes (in its order).
+    """
+    if genes is not None:
+        return check_gene_subset(genes, adata.var_names)
+    chosen = highly_variable_genes(adata, n_top_genes=n_top_genes, layer=layer, units=units)
+    return None if chosen.size == adata.n_vars else list(chosen)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +26,36 @@ if TYPE_CHECKING:
     from scgtl._constants import Units
 
 _MODEL_FILE = "model.pt"
+
+#: Why the last ``setup_anndata`` on an AnnData failed, by ``id`` (AnnData is not hashable),
+#: so that building a model on it can say so instead of scvi-tools' "did you make a copy?".
+_SETUP_FAILURES: dict[int, tuple[weakref.ref, str]] = {}
+
+
+@contextlib.contextmanager
+def recording_setup_failure(adata: AnnData) -> Iterator[None]:
+    """Remember why a ``setup_anndata`` on ``adata`` failed (forget an earlier failure first)."""
+    _SETUP_FAILURES.pop(id(adata), None)
+    try:
+        yield
+    except (ValueError, KeyError, TypeError) as err:
+        _SETUP_FAILURES[id(adata)] = (weakref.ref(adata), f"{type(err).__name__}: {err}")
+        raise
+
+
+@contextlib.contextmanager
+def explaining_setup_failure(adata: AnnData | None, model_name: str) -> Iterator[None]:
+    """Turn scvi-tools' error on an AnnData whose last ``setup_anndata`` failed into that error."""
+    try:
+        yield
+    except ValueError as err:
+        ref, message = _SETUP_FAILURES.get(id(adata), (None, None))
+        if ref is None or ref() is not adata:
+            raise
+        raise ValueError(
+            f"This AnnData is not set up: the last {model_name}.setup_anndata on it failed with"
+            f"\n  {message}\nFix that and call {model_name}.setup_anndata again."
+        ) from err
 
 
 class ScgtlModelMixin:

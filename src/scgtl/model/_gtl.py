@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -17,14 +16,12 @@ from scgtl._docs import doc
 from scgtl._progress import progress_enabled
 from scgtl._settings import uses_threads
 from scgtl._version import package_version
-from scgtl.data import (
-    N_TOP_GENES,
-    check_corpus,
-    check_gene_subset,
-    check_library_sizes,
-    highly_variable_genes,
+from scgtl.data import N_TOP_GENES, check_corpus, check_library_sizes, training_genes
+from scgtl.model._base import (
+    ScgtlModelMixin,
+    explaining_setup_failure,
+    recording_setup_failure,
 )
-from scgtl.model._base import ScgtlModelMixin
 from scgtl.model._guide import GuideMixin
 from scgtl.model._transfer import TransferMixin
 from scgtl.module import GTLModule
@@ -89,16 +86,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         classification_weight: float = 1.0,
         **module_kwargs,
     ):
-        try:
+        with explaining_setup_failure(adata, type(self).__name__):
             super().__init__(adata, registry)
-        except ValueError as err:
-            failure = _failed_setup(adata)
-            if failure is None:
-                raise
-            raise ValueError(
-                "This AnnData is not set up: the last GTL.setup_anndata on it failed with\n"
-                f"  {failure}\nFix that and call GTL.setup_anndata again."
-            ) from err
         for name, value in (("n_hidden", n_hidden), ("n_latent", n_latent), ("n_layers", n_layers)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r} must be an integer >= 1.")
@@ -205,8 +194,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         KeyError
             Unknown ``layer``, ``labels_key``, ``batch_key``, ``library_size_key`` or ``genes``.
         """
-        _SETUP_FAILURES.pop(id(adata), None)
-        try:
+        with recording_setup_failure(adata):
             check_corpus(
                 adata,
                 layer=layer,
@@ -216,12 +204,9 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
                 library_size_key=library_size_key,
             )
             # Kept in the registry (every local here is), so a re-registration reuses it.
-            genes = _training_genes(
+            genes = training_genes(
                 adata, genes=genes, n_top_genes=n_top_genes, layer=layer, units=units
             )
-        except (ValueError, KeyError, TypeError) as err:
-            _SETUP_FAILURES[id(adata)] = (weakref.ref(adata), f"{type(err).__name__}: {err}")
-            raise
         setup_method_args = cls._get_setup_method_args(**locals())
         fields = [
             LayerField(REGISTRY_KEYS.X_KEY, layer, is_count_data=False),
@@ -394,23 +379,3 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         if self.adata is None:
             raise ValueError("This model has no AnnData attached; pass adata=.")
         return self.adata, self.layer if layer is None else layer
-
-
-def _training_genes(adata: AnnData, *, genes, n_top_genes, layer, units) -> list[str] | None:
-    """The checked ``genes``, or the ``n_top_genes`` most variable; ``None`` means all genes."""
-    if genes is not None:
-        return check_gene_subset(genes, adata.var_names)
-    chosen = highly_variable_genes(adata, n_top_genes=n_top_genes, layer=layer, units=units)
-    # None (every gene) keeps the registry of an all-genes model as it always was.
-    return None if chosen.size == adata.n_vars else list(chosen)
-
-
-#: Why the last ``setup_anndata`` on an AnnData failed, by ``id`` (AnnData is not hashable),
-#: so that ``GTL(adata)`` can say so instead of scvi-tools' "did you make a copy?".
-_SETUP_FAILURES: dict[int, tuple[weakref.ref, str]] = {}
-
-
-def _failed_setup(adata) -> str | None:
-    """The error of the last failed ``setup_anndata`` on this very object, if any."""
-    ref, message = _SETUP_FAILURES.get(id(adata), (None, None))
-    return message if ref is not None and ref() is adata else None
