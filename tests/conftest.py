@@ -201,3 +201,26 @@ class AnnDataSnapshot:
 def adata_snapshot():
     """``snap = adata_snapshot(adata)`` ... ``snap.assert_unchanged(adata)``."""
     return AnnDataSnapshot
+
+
+def _yan_target_data(yan: ad.AnnData, labels: np.ndarray | None = None):
+    from scgtl.benchmark._methods import TargetData
+    from scgtl.data import align_genes
+
+    if labels is None:
+        labels = yan.obs["cell_type"].astype(str).to_numpy()
+    return TargetData(
+        adata=yan,
+        labels=labels,
+        labels_key="cell_type",
+        layer=None,
+        units="normalized",
+        alignment=align_genes(yan.var_names, yan.var_names),
+    )
+
+
+@pytest.fixture(scope="session")
+def yan_target_data():
+    """``yan_target_data(yan, labels=None)``: the benchmark's ``TargetData`` of yan (RPKM, its
+    own genes), for tests that build episodes by hand; ``labels`` replaces ``obs["cell_type"]``."""
+    return _yan_target_data

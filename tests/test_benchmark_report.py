@@ -13,9 +13,8 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from scgtl import benchmark
 from scgtl.benchmark import _stats
-from scgtl.benchmark._methods import FewShotTask, KNNMethod, TargetData, builtin_methods
+from scgtl.benchmark._methods import FewShotTask, KNNMethod, builtin_methods
 from scgtl.benchmark._plot import plot_accuracy_vs_k, y_limits
-from scgtl.data import align_genes
 
 matplotlib.use("Agg")
 
@@ -26,17 +25,8 @@ LONG_TITLE = (
 
 
 # ---------------------------------------------------------------------------------- kNN
-def _yan_tasks(yan, k: int, n_episodes: int = 3) -> list[FewShotTask]:
-    labels = yan.obs["cell_type"].astype(str).to_numpy()
-    data = TargetData(
-        adata=yan,
-        labels=labels,
-        labels_key="cell_type",
-        layer=None,
-        units="normalized",
-        alignment=align_genes(yan.var_names, yan.var_names),
-    )
-    episodes = benchmark.make_episodes(labels, k_shots=(k,), n_episodes=n_episodes, seed=0)
+def _yan_tasks(yan, data, k: int, n_episodes: int = 3) -> list[FewShotTask]:
+    episodes = benchmark.make_episodes(data.labels, k_shots=(k,), n_episodes=n_episodes, seed=0)
     return [FewShotTask(e, data) for e in episodes]
 
 
@@ -52,9 +42,9 @@ def test_knn_neighbours_capped_at_samples_per_class():
             KNNMethod(n_neighbors=bad)
 
 
-def test_knn_at_k1_is_one_nearest_neighbour(yan):
+def test_knn_at_k1_is_one_nearest_neighbour(yan, yan_target_data):
     knn = KNNMethod()
-    for task in _yan_tasks(yan, k=1):
+    for task in _yan_tasks(yan, yan_target_data(yan), k=1):
         # Six classes, one sample each: the support set has 6 rows, but k is 1.
         assert len(task.support_indices) == 6
         proba = knn.fit_predict_proba(task, seed=task.episode.seed)
@@ -65,9 +55,9 @@ def test_knn_at_k1_is_one_nearest_neighbour(yan):
         np.testing.assert_array_equal(proba.to_numpy().max(axis=1), 1.0)
 
 
-def test_knn_at_k3_votes_over_three(yan):
+def test_knn_at_k3_votes_over_three(yan, yan_target_data):
     knn = KNNMethod()
-    task = _yan_tasks(yan, k=3, n_episodes=1)[0]
+    task = _yan_tasks(yan, yan_target_data(yan), k=3, n_episodes=1)[0]
     proba = knn.fit_predict_proba(task, seed=task.episode.seed).to_numpy()
     # Probabilities of a 3-neighbour vote are multiples of 1/3.
     np.testing.assert_allclose(proba * 3, np.round(proba * 3), atol=1e-12)

@@ -15,8 +15,7 @@ import pytest
 from scgtl import benchmark
 from scgtl._cli import build_parser
 from scgtl.benchmark._default import DEFAULT_LABELS_KEY
-from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
-from scgtl.data import align_genes
+from scgtl.benchmark._methods import FewShotTask, builtin_methods
 
 pytestmark = pytest.mark.filterwarnings("ignore:Aligned query genes:UserWarning")
 
@@ -104,21 +103,10 @@ def test_transductive_baselines_are_deterministic_per_seed(yan):
     assert not a["seed"].equals(c["seed"])
 
 
-def _yan_data(yan, labels: np.ndarray) -> TargetData:
-    return TargetData(
-        adata=yan,
-        labels=labels,
-        labels_key="cell_type",
-        layer=None,
-        units="normalized",
-        alignment=align_genes(yan.var_names, yan.var_names),
-    )
-
-
 @pytest.mark.parametrize("name", TRANSDUCTIVE)
-def test_transductive_baselines_never_read_query_labels(yan, name):
+def test_transductive_baselines_never_read_query_labels(yan, yan_target_data, name):
     labels = yan.obs["cell_type"].astype(str).to_numpy()
-    data = _yan_data(yan, labels)
+    data = yan_target_data(yan, labels)
     rng = np.random.default_rng(0)
     for episode in benchmark.make_episodes(labels, k_shots=(1, 3), n_episodes=2, seed=0):
         # Every label outside the support shuffled, then every one replaced by nonsense.
@@ -139,9 +127,9 @@ def test_transductive_baselines_never_read_query_labels(yan, name):
 
 
 @pytest.mark.parametrize("name", TRANSDUCTIVE)
-def test_transductive_probabilities_follow_task_classes(yan, name):
+def test_transductive_probabilities_follow_task_classes(yan, yan_target_data, name):
     labels = yan.obs["cell_type"].astype(str).to_numpy()
-    data = _yan_data(yan, labels)
+    data = yan_target_data(yan, labels)
     episode = benchmark.make_episodes(labels, k_shots=(3,), n_episodes=1, seed=1)[0]
     task = FewShotTask(episode, data)
     proba = builtin_methods()[name].fit_predict_proba(task, seed=episode.seed)
