@@ -50,21 +50,14 @@ BASELINE_GENES: tuple[str, ...] = ("model", "target")
 UNLABELLED = -1
 
 
-def check_baseline_genes(baseline_genes: str) -> str:
-    """Return ``baseline_genes`` if it is one of :data:`BASELINE_GENES`, else raise."""
-    if not isinstance(baseline_genes, str) or baseline_genes not in BASELINE_GENES:
+def check_baseline_genes(value: str, *, name: str = "baseline_genes") -> str:
+    """Return ``value`` if it is one of :data:`BASELINE_GENES`, else raise naming ``name``."""
+    if not isinstance(value, str) or value not in BASELINE_GENES:
         raise ValueError(
-            f"baseline_genes={baseline_genes!r} is not valid; choose 'model' (the model's "
-            "genes, as the network reads them) or 'target' (all of the target's own genes)."
+            f"{name}={value!r} is not valid; choose 'model' (the model's genes, as the network "
+            "reads them) or 'target' (all of the target's own genes)."
         )
-    return baseline_genes
-
-
-def check_genes(genes: str) -> str:
-    """Return ``genes`` if it is ``"model"`` or ``"target"``, else raise."""
-    if genes not in BASELINE_GENES:
-        raise ValueError(f"genes={genes!r} is not valid; choose 'model' or 'target'.")
-    return genes
+    return value
 
 
 @dataclass
@@ -160,15 +153,17 @@ class TargetData:
 
     def log_expression(self, genes: Literal["model", "target"] = "model") -> np.ndarray:
         """:attr:`X_log` (``genes="model"``) or :attr:`X_log_target` (``"target"``)."""
-        return self.X_log_target if check_genes(genes) == "target" else self.X_log
+        target = check_baseline_genes(genes, name="genes") == "target"
+        return self.X_log_target if target else self.X_log
 
     def pca(self, genes: Literal["model", "target"] = "model") -> np.ndarray:
         """:attr:`X_pca` (``genes="model"``) or :attr:`X_pca_target` (``"target"``)."""
-        return self.X_pca_target if check_genes(genes) == "target" else self.X_pca
+        target = check_baseline_genes(genes, name="genes") == "target"
+        return self.X_pca_target if target else self.X_pca
 
     def n_genes(self, genes: Literal["model", "target"] = "model") -> int:
         """Number of genes (columns) of :meth:`log_expression` for ``genes``."""
-        if check_genes(genes) == "target":
+        if check_baseline_genes(genes, name="genes") == "target":
             return self.adata.n_vars
         return int(self.alignment.reference.size)
 
@@ -228,7 +223,7 @@ class FewShotTask:
     genes: Literal["model", "target"] = "model"
 
     def __post_init__(self) -> None:
-        check_genes(self.genes)
+        check_baseline_genes(self.genes, name="genes")
 
     @property
     def classes(self) -> tuple[str, ...]:
