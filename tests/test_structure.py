@@ -120,10 +120,11 @@ def test_settings_threads_apply_inside_scgtl_calls_only():
         scgtl.settings.n_threads = 2
         assert torch.get_num_threads() == before  # setting it changes nothing outside scgtl
         assert seen_threads() == 2
-        with scgtl.settings.threads(1):
+        with scgtl.settings.threads(1):  # the block's scgtl calls use 1 thread too
             assert torch.get_num_threads() == 1
-            assert seen_threads() == 2
-            assert torch.get_num_threads() == 1
+            assert scgtl.settings.n_threads == 1
+            assert seen_threads() == 1
+        assert scgtl.settings.n_threads == 2
         scgtl.settings.n_threads = None
         assert seen_threads() == before
     finally:

@@ -74,15 +74,28 @@ class ScgtlSettings:
 
     @contextlib.contextmanager
     def threads(self, n_threads: int | None) -> Iterator[None]:
-        """Limit torch and BLAS/OpenMP to ``n_threads`` inside a ``with`` block.
+        """Use ``n_threads`` inside a ``with`` block, for torch, BLAS/OpenMP and scgtl's calls.
 
-        Everything is restored afterwards; ``None`` (or the limit already in force) changes
-        nothing.
+        :attr:`n_threads` reads ``n_threads`` inside the block, so the scgtl calls made there
+        use it too. Everything is restored afterwards; ``None`` changes nothing.
         """
         _check_n_threads(n_threads)
-        if n_threads is None or n_threads == self._active:
+        if n_threads is None:
             yield
             return
+        setting_before = self._n_threads
+        self._n_threads = n_threads
+        try:
+            if n_threads == self._active:
+                yield
+            else:
+                with self._limited(n_threads):
+                    yield
+        finally:
+            self._n_threads = setting_before
+
+    @contextlib.contextmanager
+    def _limited(self, n_threads: int) -> Iterator[None]:
         import torch
         from threadpoolctl import threadpool_limits
 

@@ -1,7 +1,7 @@
 """Data handling: declared units, gene alignment, batched reading and k-shot sampling."""
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
-from scgtl.data._checks import check_anndata, check_corpus
+from scgtl.data._checks import check_anndata, check_corpus, check_layer
 from scgtl.data._genes import (
     N_TOP_GENES,
     check_gene_subset,
@@ -31,6 +31,7 @@ __all__ = [
     "check_corpus",
     "check_gene_subset",
     "check_labels",
+    "check_layer",
     "check_library_sizes",
     "check_matrix",
     "check_unique_genes",

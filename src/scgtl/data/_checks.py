@@ -22,6 +22,12 @@ def check_anndata(adata) -> None:
         raise ValueError(f"The AnnData is empty ({adata.n_obs} obs x {adata.n_vars} vars).")
 
 
+def check_layer(adata: AnnData, *, layer: str | None, units: Units) -> None:
+    """Check every value of ``adata.X`` (or ``adata.layers[layer]``) against ``units``."""
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    check_matrix(get_matrix(adata, layer), units, where=where)
+
+
 def check_corpus(
     adata: AnnData,
     *,
@@ -43,8 +49,7 @@ def check_corpus(
     """
     check_units_name(units)
     check_unique_genes(adata.var_names)
-    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-    check_matrix(get_matrix(adata, layer), units, where=where)
+    check_layer(adata, layer=layer, units=units)
     keys = (("labels_key", labels_key), ("batch_key", batch_key))
     for name, key in (*keys, ("library_size_key", library_size_key)):
         if key is not None and key not in adata.obs:

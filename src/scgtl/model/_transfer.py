@@ -18,9 +18,8 @@ from scgtl._settings import uses_threads
 from scgtl.data import (
     align_genes,
     check_anndata,
-    check_matrix,
+    check_layer,
     check_units_name,
-    get_matrix,
     row_sampler,
     support_rows,
 )
@@ -238,8 +237,7 @@ class TransferMixin:
         support = support_rows(
             labels, k_shot=k_shot, seed=seed, support_indices=support_indices, labels_key=labels_key
         )
-        where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
-        check_matrix(get_matrix(adata, layer), units, where=where)
+        check_layer(adata, layer=layer, units=units)
         x = self._read_rows(adata, layer=layer, units=units, indices=support)
         support_labels = pd.Categorical(labels.iloc[support].astype(str))
         y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)
