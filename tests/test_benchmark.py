@@ -89,6 +89,18 @@ def test_small_classes_left_out_with_warning(yan):
         ({"methods": ["logreg", "logreg"]}, r"repeated: \['logreg'\]"),
         ({"n_threads": 0}, "n_threads=0"),
         ({"reference": "svm"}, "reference='svm' is not one of the methods"),
+        (
+            {"reference": "pca_logreg"},
+            "'pca_logreg' is a transductive method.*transductive_reference='pca_logreg'",
+        ),
+        (
+            {"transductive_reference": "logreg"},
+            "'logreg' is an inductive method.*reference='logreg'",
+        ),
+        (
+            {"transductive_reference": "pca_svm"},
+            "transductive_reference='pca_svm' is not one of the methods",
+        ),
     ],
 )
 def test_bad_input_clear_errors(yan, kwargs, match):
@@ -111,7 +123,7 @@ def test_baselines_beat_chance_on_yan(yan, adata_snapshot):
     )  # fmt: skip
     snapshot.assert_unchanged(yan)
     table = res.table
-    assert list(table.columns[:3]) == ["method", "k", "episode"]
+    assert list(table.columns[:4]) == ["method", "regime", "k", "episode"]
     assert len(table) == 3 * 3
     assert {"balanced_accuracy", "macro_f1", "fit_seconds"} <= set(table.columns)
     assert "auroc" not in table.columns  # six classes
@@ -171,9 +183,22 @@ def test_user_methods(yan):
     means = res.table.groupby("method")["balanced_accuracy"].mean()
     assert set(means.index) == {"logreg", "random_forest", "pca_forest"}
     assert means["random_forest"] > 0.6 and means["pca_forest"] > 0.6
-    # Without GTL, the first method is the reference of the comparisons.
-    assert res.reference == "logreg"
-    assert set(res.comparisons()["method"]) == {"random_forest", "pca_forest"}
+    # Baselines only: no reference in either regime, so no comparison and no verdict.
+    assert res.reference is None and res.transductive_reference is None
+    assert res.comparisons().empty and res.verdicts() == []
+    assert res.summary()["difference"].isna().all()
+    # A baseline as the inductive reference is compared with the inductive methods only: the
+    # forest on PCA (fit on every target row) is transductive.
+    assert res.regimes == {
+        "logreg": "inductive", "random_forest": "inductive", "pca_forest": "transductive"
+    }  # fmt: skip
+    again = benchmark.few_shot(
+        None, yan, labels_key="cell_type", k_shots=(3,), n_episodes=2, units="normalized",
+        methods=["logreg", _Forest(), svc], reference="logreg", progress=False,
+    )  # fmt: skip
+    comparisons = again.comparisons()
+    assert set(comparisons["method"]) == {"random_forest"}
+    assert set(comparisons["reference"]) == {"logreg"}
     with pytest.raises(ValueError, match=r"'broken' returned probabilities of shape \(3, 2\)"):
         benchmark.few_shot(
             None, yan, labels_key="cell_type", k_shots=(3,), n_episodes=1, units="normalized",
@@ -259,6 +284,11 @@ def test_adapted_method_adapts_once_without_labels(gtl_model, pbmc_target):
     assert kwargs["n_steps"] == 30 and kwargs["seed"] == 2
     means = res.table.groupby("method")["balanced_accuracy"].mean()
     assert means["gtl_adapted"] > 2 * 0.25
+    # Adapted to the unlabelled target, it is the transductive reference; gtl the inductive
+    # one. Neither is compared with the other.
+    assert res.regimes == {"gtl": "inductive", "gtl_adapted": "transductive"}
+    assert (res.reference, res.transductive_reference) == ("gtl", "gtl_adapted")
+    assert res.comparisons().empty and res.verdicts() == []
     table = res.table.set_index(["method", "k", "episode"])["balanced_accuracy"]
     assert not np.allclose(table["gtl"].to_numpy(), table["gtl_adapted"].to_numpy())
     with pytest.raises(ValueError, match="exclude each other"):

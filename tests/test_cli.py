@@ -49,9 +49,12 @@ def test_corpus_then_saved_model(files, tmp_path, capsys):
         methods=["gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn"],
         n_rows=6 * 2 * 2,
     )
-    assert "## Verdict" in md and "k=3: gtl" in md
+    assert "## Inductive" in md and "## Transductive" in md
+    assert "### Verdict" in md and "k=3: gtl" in md
     printed = capsys.readouterr().out
-    assert "k=1: gtl" in printed and "results.csv" in printed
+    # Verdicts are printed per regime; only the inductive one has a reference (gtl) here.
+    assert "[inductive] k=1: gtl" in printed and "results.csv" in printed
+    assert "[transductive]" not in printed
     # The saved model runs the same episodes again through --model.
     out2 = tmp_path / "again"
     rc = main(

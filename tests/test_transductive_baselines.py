@@ -7,10 +7,13 @@ held-out cell types) and ``gtl_model`` (the run's one pre-trained model, whose g
 
 from __future__ import annotations
 
+import inspect
+
 import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from scgtl import benchmark
 from scgtl._cli import build_parser
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Aligned query genes:UserWarning"
 
 TRANSDUCTIVE = ["pca_label_spreading", "pca_self_training"]
 BASELINES = ["logreg", "pca_logreg", "pca_knn"]
+PCA_BASELINES = ["pca_logreg", "pca_knn", *TRANSDUCTIVE]
 YAN = {"labels_key": "cell_type", "units": "normalized", "progress": False}
 
 
@@ -66,16 +70,17 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
     assert list(builtins) == [*benchmark.DEFAULT_METHODS, *TRANSDUCTIVE]
     res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, **YAN)
     assert list(dict.fromkeys(res.table["method"])) == BASELINES
-    # The regime of every built-in method, and of an adapted fine-tuning.
+    # The regime of every built-in method, and of an adapted fine-tuning. The PCA baselines fit
+    # their PCA on every row of the target, query rows included: transductive.
     regimes = {name: m.transductive for name, m in builtins.items()}
     assert regimes == {
         "gtl": False, "finetune": False, "scratch": False, "logreg": False,
-        "pca_logreg": False, "pca_knn": False,
+        "pca_logreg": True, "pca_knn": True,
         "pca_label_spreading": True, "pca_self_training": True,
     }  # fmt: skip
     assert benchmark.FineTuneMethod("gtl_adapted", adapt={}).transductive
     assert not benchmark.Method.transductive
-    assert all("transductive" in builtins[name].description for name in TRANSDUCTIVE)
+    assert all("transductive" in builtins[name].description for name in PCA_BASELINES)
 
 
 # ---------------------------------------------------------------------------------- transductive
@@ -183,9 +188,12 @@ def test_bad_baseline_genes(yan):
     with pytest.raises(ValueError, match="baseline_genes='all'"):
         benchmark.run_default(baseline_genes="all")  # before any pre-training
     parser = build_parser()
-    args = parser.parse_args(["benchmark", "--baseline-genes", "target"])
-    assert args.baseline_genes == "target"
-    assert parser.parse_args(["benchmark"]).baseline_genes == "model"
+    args = parser.parse_args(["benchmark", "--baseline-genes", "model"])
+    assert args.baseline_genes == "model"
+    # The target's own genes are the default of the library and of the command.
+    assert parser.parse_args(["benchmark"]).baseline_genes == "target"
+    for function in (benchmark.few_shot, benchmark.run_default):
+        assert inspect.signature(function).parameters["baseline_genes"].default == "target"
     with pytest.raises(SystemExit):
         parser.parse_args(["benchmark", "--baseline-genes", "all"])
 
@@ -199,8 +207,9 @@ def test_baselines_on_target_genes_when_the_model_has_fewer(yan):
     default = benchmark.few_shot(model, yan, methods=methods, **kw)
     on_model = benchmark.few_shot(model, yan, methods=methods, baseline_genes="model", **kw)
     on_target = benchmark.few_shot(model, yan, methods=methods, baseline_genes="target", **kw)
-    # baseline_genes="model" is the default, number for number.
-    pd.testing.assert_frame_equal(_table(default), _table(on_model))
+    # baseline_genes="target" is the default, number for number.
+    pd.testing.assert_frame_equal(_table(default), _table(on_target))
+    assert default.settings["baseline_genes"] == "target"
     assert on_model.settings["baseline_genes"] == "model"
     assert on_model.settings["n_genes_baselines"] == len(genes) == on_model.settings["n_genes"]
     assert on_target.settings["baseline_genes"] == "target"
@@ -254,7 +263,7 @@ def test_target_genes_beside_gtl(gtl_model, pbmc_target):
     assert same.settings["n_genes_baselines"] == pbmc_target.n_vars
     # With genes the model lacks, only the baselines change; GTL reads the model's genes.
     target = _with_extra_genes(pbmc_target)
-    on_model = _table(benchmark.few_shot(gtl_model, target, **kw))
+    on_model = _table(benchmark.few_shot(gtl_model, target, baseline_genes="model", **kw))
     on_target = benchmark.few_shot(gtl_model, target, baseline_genes="target", **kw)
     assert on_target.settings["n_genes_baselines"] == target.n_vars == pbmc_target.n_vars + 100
     assert on_target.settings["n_genes"] == pbmc_target.n_vars
@@ -266,3 +275,167 @@ def test_target_genes_beside_gtl(gtl_model, pbmc_target):
 def _rows(result: benchmark.FewShotResult | pd.DataFrame, method: str) -> pd.DataFrame:
     table = _table(result) if isinstance(result, benchmark.FewShotResult) else result
     return table[table["method"] == method].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------- regimes
+class _Uniform(benchmark.Method):
+    """A stand-in for a fine-tuned network (needs the model): uniform probabilities, at chance."""
+
+    needs_model = True
+
+    def __init__(self, name: str, *, transductive: bool = False):
+        self.name = name
+        self.transductive = transductive
+
+    def fit_predict_proba(self, task, *, seed):
+        return np.full((task.query_indices.size, len(task.classes)), 1 / len(task.classes))
+
+
+def test_regime_column_and_settings(yan):
+    methods = [*BASELINES, *TRANSDUCTIVE]
+    res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, methods=methods, **YAN)
+    expected = {"logreg": "inductive", **dict.fromkeys(PCA_BASELINES, "transductive")}
+    assert res.settings["regimes"] == expected == res.regimes
+    # Tidy: one regime per method, on every row of the table.
+    assert res.table.groupby("method")["regime"].nunique().eq(1).all()
+    assert dict(zip(res.table["method"], res.table["regime"], strict=True)) == expected
+    summary = res.summary()
+    assert dict(zip(summary["method"], summary["regime"], strict=True)) == expected
+    # The network methods: inductive, unless adapted to the whole target first.
+    builtins = builtin_methods()
+    assert not any(builtins[name].transductive for name in ("gtl", "finetune", "scratch"))
+    adapted = benchmark.FineTuneMethod("gtl_adapted", adapt={})
+    res = benchmark.few_shot(
+        _GenesOnly(yan.var_names), yan, k_shots=(3,), n_episodes=1,
+        methods=[_Uniform("gtl"), _Uniform("gtl_adapted", transductive=adapted.transductive),
+                 "logreg"], **YAN,
+    )  # fmt: skip
+    assert res.regimes == {"gtl": "inductive", "gtl_adapted": "transductive", "logreg": "inductive"}
+    # A scikit-learn classifier of the user's is transductive on PCA, inductive on log.
+    pca = benchmark.SklearnMethod("pca_forest", RandomForestClassifier(), representation="pca")
+    log = benchmark.SklearnMethod("forest", RandomForestClassifier(), representation="log")
+    assert pca.transductive and not log.transductive
+
+
+def test_verdicts_compare_within_each_regime(yan):
+    # gtl sits at chance; the transductive baselines are far above it. Its verdict must still
+    # name the best *inductive* rival, logreg, and never a PCA baseline.
+    methods = [
+        _Uniform("gtl"), "logreg", "pca_logreg", "pca_self_training",
+        _Uniform("gtl_adapted", transductive=True),
+    ]  # fmt: skip
+    res = benchmark.few_shot(
+        _GenesOnly(yan.var_names), yan, k_shots=(1, 3), n_episodes=3, methods=methods, **YAN
+    )
+    assert (res.reference, res.transductive_reference) == ("gtl", "gtl_adapted")
+    means = res.table.groupby("method")["balanced_accuracy"].mean()
+    assert means["pca_self_training"] > means["logreg"] - 0.05 > means["gtl"] + 0.5
+    comparisons = res.comparisons()
+    inductive = comparisons[comparisons["regime"] == "inductive"]
+    transductive = comparisons[comparisons["regime"] == "transductive"]
+    assert set(inductive["method"]) == {"logreg"} and set(inductive["reference"]) == {"gtl"}
+    assert set(transductive["method"]) == {"pca_logreg", "pca_self_training"}
+    assert set(transductive["reference"]) == {"gtl_adapted"}
+    lines = res.verdicts(regime="inductive")
+    assert [line.split(":")[0] for line in lines] == ["k=1", "k=3"]
+    assert all("gtl" in line and "best baseline, logreg" in line for line in lines)
+    assert not any("pca_" in line for line in lines)
+    best = res.summary().set_index(["k", "method"])["mean"]
+    for k, line in zip((1, 3), res.verdicts(regime="transductive"), strict=True):
+        rival = max(("pca_logreg", "pca_self_training"), key=lambda m: best[(k, m)])
+        assert line.startswith(f"k={k}: gtl_adapted") and f"best baseline, {rival} " in line
+    assert res.verdicts() == [*lines, *res.verdicts(regime="transductive")]
+    # The summary marks the best rival of each regime, and differences within it.
+    summary = res.summary()
+    flagged = summary[summary["best_baseline"]]
+    assert set(flagged.loc[flagged["regime"] == "inductive", "method"]) == {"logreg"}
+    assert summary.loc[summary["method"].isin(["gtl", "gtl_adapted"]), "difference"].isna().all()
+    assert summary.loc[summary["method"] != "gtl_adapted", "difference"].notna().sum() == 6
+    # The report: both sections, each against its own reference.
+    md = res.to_markdown()
+    inductive_part, transductive_part = md.split("## Inductive")[1].split("## Transductive")
+    assert "learn from the support set alone" in inductive_part
+    assert "Paired difference `gtl` − method" in inductive_part
+    assert "pca_logreg" not in inductive_part and "gtl_adapted" not in inductive_part
+    assert "never their labels" in transductive_part
+    assert "Paired difference `gtl_adapted` − method" in transductive_part
+    assert "| logreg |" not in transductive_part.split("## Macro F1")[0]
+    assert "[inductive] k=1: gtl " in repr(res) and "[transductive] k=1: gtl_adapted" in repr(res)
+    with pytest.raises(ValueError, match="regime='both'"):
+        res.verdicts(regime="both")
+
+
+def test_references_by_default_and_bad_references(yan):
+    model = _GenesOnly(yan.var_names)
+    kw = {"k_shots": (3,), "n_episodes": 1, **YAN}
+
+    def references(methods, **kwargs):
+        res = benchmark.few_shot(model, yan, methods=methods, **kw, **kwargs)
+        return res.reference, res.transductive_reference
+
+    adapted, named = _Uniform("net_adapted", transductive=True), "gtl_transductive"
+    # "gtl_transductive" first when it runs, else the first transductive network.
+    assert references([_Uniform("gtl"), "pca_logreg", adapted]) == ("gtl", "net_adapted")
+    assert references([adapted, _Uniform(named, transductive=True), "logreg"]) == (None, named)
+    # Without gtl, the first inductive network; with baselines only, no reference at all.
+    assert references(["logreg", _Uniform("finetune"), "pca_knn"]) == ("finetune", None)
+    assert references(["logreg", "pca_knn"]) == (None, None)
+    assert references(["logreg", "pca_knn"], reference="logreg") == ("logreg", None)
+    assert references([_Uniform("gtl"), adapted], reference=None) == (None, "net_adapted")
+    # A reference that is given must run, and be of its regime.
+    for kwargs, match in [
+        ({"reference": "gtl_adapted"}, r"reference='gtl_adapted' is not one of the methods"),
+        ({"transductive_reference": "gtl_adapted"}, "'gtl_adapted' is not one of the methods"),
+        ({"reference": "net_adapted"}, "'net_adapted' is a transductive method.*"
+         "transductive_reference='net_adapted'"),
+        ({"transductive_reference": "gtl"}, "'gtl' is an inductive method.*reference='gtl'"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            references([_Uniform("gtl"), adapted, "logreg"], **kwargs)
+    # A result built by hand is checked the same way.
+    table = pd.DataFrame(
+        {"method": ["gtl", "pca_knn"], "regime": ["inductive", "transductive"], "k": 1,
+         "episode": 0, "n_classes": 2, "balanced_accuracy": 0.5, "fit_seconds": 0.1}
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="reference='pca_knn'.*transductive"):
+        benchmark.FewShotResult(table, reference="pca_knn")
+    with pytest.raises(ValueError, match="transductive_reference='gtl'.*inductive"):
+        benchmark.FewShotResult(table, reference=None, transductive_reference="gtl")
+
+
+def test_baselines_read_the_target_genes_by_default(yan):
+    # A model with 2,000 of yan's genes and 50 it lacks; the logreg baseline, by default, fits
+    # on all of yan's own genes, and the network on the model's.
+    genes = [*yan.var_names[:2000], *[f"absent{i}" for i in range(50)]]
+    shapes = []
+
+    class _LogregSpy(benchmark.SklearnMethod):
+        def fit_predict_proba(self, task, *, seed):
+            shapes.append((task.X_support.shape[1], task.X_query.shape[1]))
+            return super().fit_predict_proba(task, seed=seed)
+
+    logreg = _LogregSpy("logreg", builtin_methods()["logreg"].estimator, representation="log")
+    network = _GeneSpy("network", needs_model=True)
+    res = benchmark.few_shot(
+        _GenesOnly(genes), yan, k_shots=(3,), n_episodes=1, methods=[network, logreg], **YAN
+    )
+    assert shapes == [(yan.n_vars, yan.n_vars)]
+    assert network.shapes[0][:2] == (len(genes), len(genes))
+    assert res.settings["baseline_genes"] == "target"
+    assert res.settings["n_genes_baselines"] == yan.n_vars != len(genes)
+    assert f"all {yan.n_vars} of the target's own genes" in res.to_markdown()
+
+
+def test_plot_draws_transductive_methods_dashed(yan):
+    import matplotlib.pyplot as plt
+
+    res = benchmark.few_shot(
+        None, yan, k_shots=(1, 3), n_episodes=2, methods=["logreg", "pca_knn"], **YAN
+    )
+    fig = res.plot()
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert lines["logreg"].get_linestyle() == "-"
+    assert lines["pca_knn (transductive)"].get_linestyle() == "--"
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "pca_knn (transductive)" in legend and "logreg" in legend
+    plt.close(fig)

@@ -16,7 +16,7 @@ support set, every other sample as the query set) and runs every method on each 
 ``pca_knn``
     k-nearest neighbours on those components, ``min(5, k)`` neighbours (1-NN at ``k=1``).
 
-These six are :data:`DEFAULT_METHODS`. Two transductive baselines run when named (e.g.
+These six are :data:`DEFAULT_METHODS`. Two more transductive baselines run when named (e.g.
 ``methods=[*DEFAULT_METHODS, "pca_label_spreading", "pca_self_training"]``); they see every row
 of the target, only the support labelled, as a model adapted to the target does
 (``FineTuneMethod(..., adapt={})``):
@@ -26,15 +26,22 @@ of the target, only the support labelled, as a model adapted to the target does
 ``pca_self_training``
     ``SelfTrainingClassifier`` around that logistic regression, on the same components.
 
-Each method says its regime in :attr:`Method.transductive`.
+Each method says its regime in :attr:`Method.transductive`. Inductive methods (``gtl``,
+``finetune``, ``scratch``, ``logreg``) learn from the support set alone; transductive ones also
+read the expression of the target's unlabelled rows, query rows included, never their labels:
+the four ``pca_*`` baselines (their PCA is fit on every row) and a model adapted to the target.
+Each regime is compared with its own reference: ``gtl`` for the inductive methods, and a
+transductive GTL (``few_shot(..., transductive_reference=...)``; by default the first
+transductive method that needs the model) for the transductive ones.
 
-All methods see the same log-normalisation (the model's own input transform) and, by default,
-the same genes (the model's). With ``few_shot(..., baseline_genes="target")`` the baselines
-(every method that does not need the model) read all of the target's own genes instead, as a
-user without the model would, and the fine-tuning methods keep the model's.
-:class:`FewShotResult` holds the tidy per-episode table and gives the summary (mean and 95% CI
-per method and ``k``, paired differences to GTL with Wilcoxon p-values), a plain-language
-verdict per ``k``, a plot and a Markdown report.
+All methods see the same log-normalisation (the model's own input transform). By default the
+baselines (every method that does not need the model) read all of the target's own genes, as a
+user without the model would, and the fine-tuning methods read the model's genes (those the
+target lacks zero-filled); ``few_shot(..., baseline_genes="model")`` gives every method the
+model's genes. :class:`FewShotResult` holds the tidy per-episode table (with each method's
+``regime``) and gives the summary (mean and 95% CI per method and ``k``, paired differences to
+the reference of the method's regime with Wilcoxon p-values), a plain-language verdict per
+regime and ``k``, a plot and a Markdown report with an inductive and a transductive section.
 
 Adding a method
 ---------------

@@ -96,15 +96,16 @@ def run_default(
     train_kwargs: dict | None = None,
     n_threads: int | None = 1,
     progress: bool | None = None,
-    baseline_genes: str = "model",
+    baseline_genes: str = "target",
 ) -> FewShotResult:
     """Run the embedded default benchmark (see :data:`DEFAULT_SPLIT`).
 
     Parameters
     ----------
     k_shots, n_episodes, seed, methods, n_threads, progress, baseline_genes
-        As in :func:`scgtl.benchmark.few_shot`; ``seed`` also seeds pre-training. The model
-        has all of the target's genes here, so ``baseline_genes`` changes no number.
+        As in :func:`scgtl.benchmark.few_shot` (``baseline_genes``: the target's own genes by
+        default); ``seed`` also seeds pre-training. The model has all of the target's genes
+        here, so ``baseline_genes`` changes no number.
     train_kwargs
         Overrides of :data:`DEFAULT_TRAIN_KWARGS`, passed to :meth:`scgtl.GTL.train`.
 

@@ -20,6 +20,7 @@ from scgtl.benchmark._methods import (
     TargetData,
     check_baseline_genes,
     probabilities,
+    regime_of,
     resolve_methods,
 )
 from scgtl.benchmark._result import FewShotResult
@@ -36,6 +37,12 @@ if TYPE_CHECKING:
 
 #: Loggers that announce every Lightning ``Trainer`` a fine-tuning may create.
 _NOISY_LOGGERS = ("lightning.pytorch", "lightning.fabric", "pytorch_lightning", "scvi")
+
+#: The default inductive reference of :func:`few_shot`.
+DEFAULT_REFERENCE = "gtl"
+
+#: The transductive reference :func:`few_shot` picks first when it runs.
+DEFAULT_TRANSDUCTIVE_REFERENCE = "gtl_transductive"
 
 
 def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -97,6 +104,7 @@ def _run_episode(episode: Episode, methods: list[Method], data: TargetData, adva
         rows.append(
             {
                 "method": method.name,
+                "regime": regime_of(method),
                 "k": episode.k,
                 "episode": episode.episode,
                 "seed": episode.seed,
@@ -111,6 +119,58 @@ def _run_episode(episode: Episode, methods: list[Method], data: TargetData, adva
     return rows
 
 
+def _a(regime: str) -> str:
+    """``regime`` with its indefinite article: "an inductive", "a transductive"."""
+    return f"an {regime}" if regime[0] in "aeiou" else f"a {regime}"
+
+
+def resolve_references(
+    methods: Sequence[Method], reference: str | None, transductive_reference: str | None
+) -> tuple[str | None, str | None]:
+    """The reference of each regime among ``methods``: ``(inductive, transductive)``.
+
+    ``reference`` must be an inductive method that runs; the default, ``"gtl"``, falls back to
+    the first inductive method that needs the model when it does not run, else to none.
+    ``transductive_reference`` must be a transductive method that runs; ``None`` picks
+    ``"gtl_transductive"`` if it runs, else the first transductive method that needs the model,
+    else none. A regime without a reference is reported without paired differences or verdicts.
+    """
+    by_name = {m.name: m for m in methods}
+    names = list(by_name)
+
+    def first_network(transductive: bool) -> str | None:
+        return next(
+            (m.name for m in methods if m.needs_model and bool(m.transductive) == transductive),
+            None,
+        )
+
+    def check(value: str, argument: str, transductive: bool) -> str:
+        if value not in by_name:
+            raise ValueError(f"{argument}={value!r} is not one of the methods {names}.")
+        if bool(by_name[value].transductive) != transductive:
+            actual = regime_of(by_name[value])
+            other = "transductive_reference" if actual == "transductive" else "reference"
+            raise ValueError(
+                f"{argument}={value!r} is {_a(actual)} method, and each regime is compared "
+                f"with a reference of its own regime; give it as {other}={value!r}."
+            )
+        return value
+
+    if reference is None:
+        inductive = None
+    elif reference == DEFAULT_REFERENCE and reference not in by_name:
+        inductive = first_network(transductive=False)
+    else:
+        inductive = check(reference, "reference", transductive=False)
+    if transductive_reference is not None:
+        transductive = check(transductive_reference, "transductive_reference", transductive=True)
+    elif getattr(by_name.get(DEFAULT_TRANSDUCTIVE_REFERENCE), "transductive", False):
+        transductive = DEFAULT_TRANSDUCTIVE_REFERENCE
+    else:
+        transductive = first_network(transductive=True)
+    return inductive, transductive
+
+
 def few_shot(
     model,
     target: AnnData,
@@ -122,18 +182,26 @@ def few_shot(
     methods: Sequence[str | Method] | None = None,
     layer: str | None = None,
     units: str | None = None,
-    reference: str = "gtl",
+    reference: str | None = DEFAULT_REFERENCE,
+    transductive_reference: str | None = None,
     n_threads: int | None = 1,
     progress: bool | None = None,
-    baseline_genes: Literal["model", "target"] = "model",
+    baseline_genes: Literal["model", "target"] = "target",
 ) -> FewShotResult:
     """Compare guided fine-tuning with simple baselines on seeded few-shot episodes.
 
     For every ``k`` in ``k_shots`` and each of ``n_episodes`` episodes, ``k`` samples of each
     class of ``target.obs[labels_key]`` form the support set and every other sample the query
     set; every method learns from the same support set and is scored on the same query set,
-    with the same log-normalisation (the model's own input transform), by default over the same
-    genes (the model's; see ``baseline_genes``).
+    with the same log-normalisation (the model's own input transform). The fine-tuning methods
+    read the model's genes; by default the baselines read all of the target's own genes, what a
+    user without the model would fit on (see ``baseline_genes``).
+
+    Methods fall into two regimes (:attr:`scgtl.benchmark.Method.transductive`). Inductive
+    methods learn from the support set alone; transductive ones also read the expression of the
+    target's unlabelled rows, query rows included (never their labels), e.g. the PCA baselines,
+    whose PCA is fit on every row. Each regime has its own reference (``reference``,
+    ``transductive_reference``), compared only with the methods of that regime.
 
     Parameters
     ----------
@@ -155,17 +223,27 @@ def few_shot(
     methods
         Method names and/or :class:`scgtl.benchmark.Method` instances. Default:
         :data:`scgtl.benchmark.DEFAULT_METHODS`, ``("gtl", "finetune", "scratch", "logreg",
-        "pca_logreg", "pca_knn")``; only the last three when ``model`` is ``None``. The
-        transductive baselines ``"pca_label_spreading"`` and ``"pca_self_training"`` (fit on
-        every row of the target, only the support labelled) run when named.
+        "pca_logreg", "pca_knn")``; only the last three when ``model`` is ``None``. The first
+        four are inductive, the two PCA baselines transductive. The transductive baselines
+        ``"pca_label_spreading"`` and ``"pca_self_training"`` (fit on every row of the target,
+        only the support labelled) run when named.
     layer
         Layer of ``target`` with the expression (default ``.X``).
     units
         Units of that expression (``"counts"``, ``"normalized"``, ``"log1p"``); default: the
         model's units. Required when ``model`` is ``None``.
     reference
-        The method compared with each other one (paired differences, verdicts); when the
-        default ``"gtl"`` does not run, the first method.
+        The inductive reference: the inductive method compared with each other inductive method
+        (paired differences, verdicts). When the default ``"gtl"`` does not run, the first
+        inductive method that needs the model, else none (e.g. baselines only: the inductive
+        table is reported without differences or verdicts). ``None``: no inductive reference.
+        A name that does not run, or a transductive method, is an error.
+    transductive_reference
+        The transductive reference, compared with each other transductive method. ``None``
+        (default): ``"gtl_transductive"`` if a method of that name runs, else the first
+        transductive method that needs the model (e.g.
+        ``FineTuneMethod("gtl_adapted", adapt={})``), else none. A name that does not run, or
+        an inductive method, is an error.
     n_threads
         Threads of torch and of the BLAS/OpenMP libraries during the fits (as
         :attr:`scgtl.settings.n_threads`, restored afterwards). The few-shot fits are small, and
@@ -176,15 +254,17 @@ def few_shot(
     baseline_genes
         The genes of the baselines, every method that does not read the model's genes
         (:attr:`scgtl.benchmark.Method.reads_model_genes`: by default those that do not need
-        the model). ``"model"`` (default): the model's genes, those missing from the target
-        zero-filled, as the network sees them. ``"target"``: all of the target's own genes, what
-        a user without the model would fit on; the fine-tuning methods still read the model's
-        genes. The same when ``model`` is ``None`` or has exactly the target's genes.
-        Recorded in ``settings["baseline_genes"]`` and ``settings["n_genes_baselines"]``.
+        the model). ``"target"`` (default): all of the target's own genes, what a user without
+        the model would fit on; the fine-tuning methods still read the model's genes.
+        ``"model"``: the model's genes, those missing from the target zero-filled, as the
+        network sees them (every method on the same genes). The same when ``model`` is
+        ``None`` or has exactly the target's genes. Recorded in ``settings["baseline_genes"]``
+        and ``settings["n_genes_baselines"]``.
 
     Returns
     -------
-    The per-episode scores and their statistics; see :class:`scgtl.benchmark.FewShotResult`.
+    The per-episode scores (with each method's ``regime``) and their statistics; see
+    :class:`scgtl.benchmark.FewShotResult`.
 
     Examples
     --------
@@ -214,11 +294,9 @@ def few_shot(
         model=model,
         baseline_genes=baseline_genes,
     )
-    names = [m.name for m in methods]
-    if reference not in names:
-        if reference != "gtl":
-            raise ValueError(f"reference={reference!r} is not one of the methods {names}.")
-        reference = names[0]
+    reference, transductive_reference = resolve_references(
+        methods, reference, transductive_reference
+    )
 
     start = time.perf_counter()
     episodes = make_episodes(
@@ -260,8 +338,15 @@ def few_shot(
         "units": units,
         "layer": layer,
         "methods": {m.name: m.description for m in methods},
+        "regimes": {m.name: regime_of(m) for m in methods},
         "classes_left_out": left_out,
         "wall_seconds": wall,
         "n_threads": n_threads,
     }
-    return FewShotResult(table=table, reference=reference, settings=settings, episodes=episodes)
+    return FewShotResult(
+        table=table,
+        reference=reference,
+        transductive_reference=transductive_reference,
+        settings=settings,
+        episodes=episodes,
+    )

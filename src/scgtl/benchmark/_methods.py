@@ -2,11 +2,16 @@
 
 A method sees one episode at a time as a :class:`FewShotTask` and returns class probabilities
 for the query rows. Everything a method may use is on the task: the support labels, the
-log-normalised expression of the support and query rows (over the model's genes, or over all of
-the target's own genes for the baselines when ``few_shot(baseline_genes="target")``), their PCA
-coordinates (PCA fit once on all rows of the unlabelled target), the same for every row of the
-target (for transductive methods), and, for methods that fine-tune the pre-trained model, the
-model and the target with the query rows' labels hidden.
+log-normalised expression of the support and query rows (over all of the target's own genes for
+the baselines, the default ``few_shot(baseline_genes="target")``, or over the model's genes),
+their PCA coordinates (PCA fit once on all rows of the unlabelled target), the same for every
+row of the target (for transductive methods), and, for methods that fine-tune the pre-trained
+model, the model and the target with the query rows' labels hidden.
+
+Every method has a regime (:attr:`Method.transductive`): inductive methods learn from the
+support set alone; transductive ones also read the expression of the target's unlabelled rows,
+query rows included (never their labels): the PCA baselines, whose PCA is fit on every row,
+label spreading, self-training, a model adapted to the target.
 """
 
 from __future__ import annotations
@@ -43,11 +48,20 @@ HIDDEN_LABEL = "<hidden: query>"
 #: Number of principal components of the PCA baselines (fewer when the target is smaller).
 N_PCA_COMPONENTS = 50
 
-#: Which genes the baselines read: the model's (the default) or all of the target's own.
+#: Which genes the baselines can read: the model's, or all of the target's own (the default of
+#: :func:`scgtl.benchmark.few_shot`).
 BASELINE_GENES: tuple[str, ...] = ("model", "target")
+
+#: The two regimes of a method (:attr:`Method.transductive` false, true), in report order.
+REGIMES: tuple[str, ...] = ("inductive", "transductive")
 
 #: Label of the unlabelled rows given to scikit-learn's semi-supervised estimators.
 UNLABELLED = -1
+
+
+def regime_of(method: Method) -> str:
+    """The regime of ``method``: ``"transductive"`` or ``"inductive"`` (see :data:`REGIMES`)."""
+    return REGIMES[1] if method.transductive else REGIMES[0]
 
 
 def check_baseline_genes(value: str, *, name: str = "baseline_genes") -> str:
@@ -215,7 +229,7 @@ class FewShotTask:
     genes
         The genes of the expression properties below: ``"model"``, the model's genes, or
         ``"target"``, all of the target's own genes (what :func:`scgtl.benchmark.few_shot` gives
-        a baseline when ``baseline_genes="target"``; see :meth:`TargetData.genes_for`).
+        a baseline by default, ``baseline_genes="target"``; see :meth:`TargetData.genes_for`).
     """
 
     episode: Episode
@@ -324,12 +338,13 @@ class Method(ABC):
     description: str = ""
     #: Whether the method needs the pre-trained model (``task.model``).
     needs_model: bool = False
-    #: The method's regime. ``True`` when it learns from the expression of the unlabelled
-    #: target rows of an episode, query rows included (never their labels), before predicting
-    #: them: label spreading, self-training, a network adapted to the whole target. ``False``
-    #: (inductive) when the classifier learns from the support set alone. The PCA of the PCA
-    #: baselines is fit on all rows of the target, without labels, as a shared representation;
-    #: their classifiers learn from the support alone, so they count as inductive here.
+    #: The method's regime. ``True`` (transductive) when it reads the expression of the
+    #: target's unlabelled rows, query rows included (never their labels), before predicting
+    #: them: a PCA fit on every row of the target (the PCA baselines: the query rows shape the
+    #: components their classifier then reads), label spreading, self-training, a network
+    #: adapted to the whole target. ``False`` (inductive) when everything it learns comes from
+    #: the support set alone. :func:`scgtl.benchmark.few_shot` compares each method only with
+    #: the reference of its own regime.
     transductive: bool = False
 
     @property
@@ -338,7 +353,7 @@ class Method(ABC):
 
         By default, the methods that need the model (:attr:`needs_model`): the fine-tuning
         methods read the target through the model. Every other method is a baseline, and reads
-        all of the target's own genes when :func:`scgtl.benchmark.few_shot` is given
+        all of the target's own genes under :func:`scgtl.benchmark.few_shot`'s default
         ``baseline_genes="target"``. Override it (a class attribute will do) to change that.
         """
         return self.needs_model
@@ -391,9 +406,10 @@ class SklearnMethod(Method):
         An unfitted classifier; it is cloned (and seeded, if it has ``random_state``) for every
         episode.
     representation
-        ``"log"``: log-normalised expression (over the model's genes, or the target's own with
-        ``few_shot(baseline_genes="target")``); ``"pca"``: PCA coordinates (PCA fit on the
-        unlabelled target).
+        ``"log"``: log-normalised expression (over the target's own genes, or the model's with
+        ``few_shot(baseline_genes="model")``), an inductive method; ``"pca"``: PCA coordinates,
+        the PCA fit on every row of the unlabelled target, query rows included, so a
+        transductive method (see :attr:`transductive`).
     description
         One line for reports.
 
@@ -423,6 +439,15 @@ class SklearnMethod(Method):
         self.estimator = estimator
         self.representation = representation
         self.description = description or f"{type(estimator).__name__} on {representation}"
+
+    @property
+    def transductive(self) -> bool:
+        """Whether the method reads the PCA (``representation="pca"``).
+
+        The PCA is fit on every row of the target, query rows included (without their labels),
+        so the query rows shape the coordinates the classifier learns from and predicts on.
+        """
+        return self.representation == "pca"
 
     def prepare(self, data: TargetData) -> None:
         """Read (and project) the target once."""
@@ -481,8 +506,8 @@ class KNNMethod(SklearnMethod):
             representation="pca",
             description=description
             or (
-                f"k-nearest neighbours on PCA of the target, min({int(n_neighbors)}, k) "
-                "neighbours (1-nearest neighbour at k=1)"
+                f"k-nearest neighbours on PCA of all target rows, min({int(n_neighbors)}, k) "
+                "neighbours (1-nearest neighbour at k=1; transductive)"
             ),
         )
 
@@ -695,7 +720,8 @@ def builtin_methods() -> dict[str, Method]:
     """Fresh instances of the built-in methods, by name, in report order.
 
     The first six are :data:`DEFAULT_METHODS`; ``pca_label_spreading`` and
-    ``pca_self_training``, transductive baselines, run when named.
+    ``pca_self_training``, further transductive baselines, run when named. Inductive:
+    ``gtl``, ``finetune``, ``scratch``, ``logreg``; transductive: the four ``pca_*``.
     """
     methods: list[Method] = [
         FineTuneMethod(
@@ -722,7 +748,7 @@ def builtin_methods() -> dict[str, Method]:
             "pca_logreg",
             LogisticRegression(max_iter=1000),
             representation="pca",
-            description="logistic regression on PCA of the target",
+            description="logistic regression on PCA of all target rows (transductive)",
         ),
         KNNMethod("pca_knn"),
         SemiSupervisedMethod(

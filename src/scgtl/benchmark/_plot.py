@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 #: Methods drawn with a heavier line.
 _HIGHLIGHT = {"gtl": {"linewidth": 2.6, "zorder": 5}}
 
+#: Line style of the transductive methods, and what their legend entries say.
+TRANSDUCTIVE_STYLE = "--"
+TRANSDUCTIVE_LABEL = "{method} (transductive)"
+
 #: Size of a new figure, in inches (the legend sits to the right of the axes).
 FIGSIZE = (7.0, 4.2)
 
@@ -81,12 +85,14 @@ def plot_accuracy_vs_k(
     falls inside that range (otherwise the legend says where chance lies). A long title is
     wrapped onto several lines so that it fits inside the figure. In a new figure (constrained
     layout) the legend sits beside the axes; in axes given as ``ax`` it stays inside them, and
-    the figure's layout is left as it is.
+    the figure's layout is left as it is. Transductive methods (``regime`` column) are drawn
+    with dashed lines, and their legend entries say "(transductive)".
 
     Parameters
     ----------
     summary
-        Output of :func:`scgtl.benchmark._stats.summarize`.
+        Output of :func:`scgtl.benchmark._stats.summarize`, optionally with a ``regime``
+        column (``"inductive"`` / ``"transductive"``; without it, every line is solid).
     metric
         Name of the metric, for the axis label.
     chance
@@ -111,8 +117,12 @@ def plot_accuracy_vs_k(
     ks = sorted(summary["k"].unique())
     for method, block in summary.groupby("method", sort=False):
         block = block.sort_values("k")
-        style = _HIGHLIGHT.get(method, {"linewidth": 1.5})
-        (line,) = ax.plot(block["k"], block["mean"], marker="o", label=method, **style)
+        style = dict(_HIGHLIGHT.get(method, {"linewidth": 1.5}))
+        label = method
+        if "regime" in block.columns and (block["regime"] == "transductive").any():
+            style["linestyle"] = TRANSDUCTIVE_STYLE
+            label = TRANSDUCTIVE_LABEL.format(method=method)
+        (line,) = ax.plot(block["k"], block["mean"], marker="o", label=label, **style)
         low, high = block["ci_low"].to_numpy(), block["ci_high"].to_numpy()
         if np.isfinite(low).any():
             ax.fill_between(block["k"], low, high, color=line.get_color(), alpha=0.15, lw=0)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from scgtl.benchmark._methods import REGIMES
+
 if TYPE_CHECKING:
     from scgtl.benchmark._result import FewShotResult
 
@@ -41,33 +43,76 @@ def _fmt_difference(diff: float, p: float) -> str:
     return f"{diff:+.3f} (p={p:.2g})"
 
 
-def _wide(summary: pd.DataFrame, cell) -> pd.DataFrame:
-    """Methods as rows, ``k=...`` as columns, each cell made by ``cell(row)``."""
+#: One sentence per regime, for the report.
+REGIME_SENTENCES = {
+    "inductive": "Inductive methods learn from the support set alone (its expression and labels).",
+    "transductive": (
+        "Transductive methods also read the expression of the study's unlabelled rows, query "
+        "rows included, never their labels (a PCA or kNN graph of every row, self-training, a "
+        "model adapted to the target)."
+    ),
+}
+
+#: How the report names each regime's reference argument of :func:`scgtl.benchmark.few_shot`.
+_REFERENCE_ARGUMENT = {"inductive": "reference", "transductive": "transductive_reference"}
+
+
+def _wide(summary: pd.DataFrame, cell, *, regime_column: bool = False) -> pd.DataFrame:
+    """Methods as rows, ``k=...`` as columns, each cell made by ``cell(row)``.
+
+    With ``regime_column``, a ``regime`` column follows ``method``.
+    """
     frame = summary.assign(_cell=summary.apply(cell, axis=1))
     wide = frame.pivot(index="method", columns="k", values="_cell")
     wide = wide.reindex(index=list(dict.fromkeys(summary["method"])))
     wide.columns = [f"k={k}" for k in wide.columns]
-    return wide.fillna("–").reset_index()
+    wide = wide.fillna("–").reset_index()
+    if regime_column:
+        regimes = summary.drop_duplicates("method").set_index("method")["regime"]
+        wide.insert(1, "regime", wide["method"].map(regimes))
+    return wide
 
 
-def metric_table(result: FewShotResult, metric: str) -> pd.DataFrame:
-    """Mean [95% CI] of ``metric`` per method (rows) and ``k`` (columns)."""
-    summary = result.summary(metric=metric)
-    return _wide(summary, lambda r: _fmt_mean_ci(r["mean"], r["ci_low"], r["ci_high"]))
+def _of_regime(frame: pd.DataFrame, regime: str | None) -> pd.DataFrame:
+    return frame if regime is None else frame[frame["regime"] == regime]
 
 
-def difference_table(result: FewShotResult, metric: str) -> pd.DataFrame:
-    """Paired difference reference - method (with p-value) per method and ``k``."""
-    comparisons = result.comparisons(metric=metric)
+def metric_table(result: FewShotResult, metric: str, *, regime: str | None = None) -> pd.DataFrame:
+    """Mean [95% CI] of ``metric`` per method (rows) and ``k`` (columns).
+
+    The methods of ``regime`` only; ``None``: every method, with a ``regime`` column.
+    """
+    summary = _of_regime(result.summary(metric=metric), regime)
+    if summary.empty:
+        return pd.DataFrame()
+    return _wide(
+        summary,
+        lambda r: _fmt_mean_ci(r["mean"], r["ci_low"], r["ci_high"]),
+        regime_column=regime is None,
+    )
+
+
+def difference_table(
+    result: FewShotResult, metric: str, *, regime: str | None = None
+) -> pd.DataFrame:
+    """Paired difference reference - method (with p-value) per method and ``k``.
+
+    Within ``regime`` (against its reference); ``None``: both regimes, with a ``regime`` column.
+    """
+    comparisons = _of_regime(result.comparisons(metric=metric), regime)
     if comparisons.empty:
         return pd.DataFrame()
-    return _wide(comparisons, lambda r: _fmt_difference(r["mean_difference"], r["p_value"]))
+    return _wide(
+        comparisons,
+        lambda r: _fmt_difference(r["mean_difference"], r["p_value"]),
+        regime_column=regime is None,
+    )
 
 
 def time_table(result: FewShotResult) -> pd.DataFrame:
-    """Mean seconds per fit, per method and ``k``."""
+    """Mean seconds per fit, per method (with its regime) and ``k``."""
     summary = result.summary()
-    return _wide(summary, lambda r: f"{r['fit_seconds']:.2f}")
+    return _wide(summary, lambda r: f"{r['fit_seconds']:.2f}", regime_column=True)
 
 
 def _baseline_genes_note(settings: dict) -> str:
@@ -80,10 +125,46 @@ def _baseline_genes_note(settings: dict) -> str:
     )
 
 
+def _regime_section(result: FewShotResult, regime: str) -> list[str]:
+    """The section of one regime: its table, differences and verdicts."""
+    reference = result.references[regime]
+    lines = [f"## {regime.capitalize()}", "", REGIME_SENTENCES[regime]]
+    if not result.methods_of(regime):
+        return [*lines, f"No {regime} method ran.", ""]
+    if reference is None:
+        lines.append(
+            f"No {regime} reference ran (see `{_REFERENCE_ARGUMENT[regime]}=` of "
+            "`scgtl.benchmark.few_shot`), so this table has no paired differences or verdicts."
+        )
+    elif len(result.methods_of(regime)) == 1:
+        lines.append(f"`{reference}` is the only {regime} method: nothing to compare it with.")
+    else:
+        lines.append(f"Every other {regime} method is compared with `{reference}`.")
+    heading = _TITLES.get(result.metric, result.metric)
+    lines += ["", f"### {heading} (mean [95% CI])", ""]
+    lines += [_markdown_table(metric_table(result, result.metric, regime=regime)), ""]
+    diffs = difference_table(result, result.metric, regime=regime)
+    if not diffs.empty:
+        lines += [
+            f"### Paired difference `{reference}` − method (mean over episodes, Wilcoxon p)",
+            "",
+            _markdown_table(diffs),
+            "",
+            "### Verdict",
+            "",
+        ]
+        lines += [f"- {v}" for v in result.verdicts(regime=regime)] + [""]
+    return lines
+
+
 def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
-    """The benchmark as a Markdown report: settings, tables, paired differences and verdicts."""
+    """The benchmark as a Markdown report.
+
+    The settings and methods, then an "Inductive" and a "Transductive" section (each with its
+    mean [95% CI] table, its paired differences against its own reference and its verdicts),
+    then the other metrics and the fit times of every method.
+    """
     s = result.settings
-    ref = result.reference
     own_genes = s.get("baseline_genes") == "target"
     shared = "episodes and preprocessing" if own_genes else "episodes, genes and preprocessing"
     lines = [f"# {title or 'Few-shot benchmark'}", ""]
@@ -107,25 +188,17 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
         names = ", ".join(f"`{c}`" for c in classes)
         lines.append(f"- At k={k}, classes too small to evaluate were left out: {names}.")
     lines += ["", "Methods:", ""]
-    for name, description in s.get("methods", {}).items():
-        lines.append(f"- `{name}`: {description}" if description else f"- `{name}`")
-    heading = _TITLES.get(result.metric, result.metric)
-    lines += ["", f"## {heading} (mean [95% CI])", ""]
-    lines += [_markdown_table(metric_table(result, result.metric)), ""]
-    diffs = difference_table(result, result.metric)
-    if not diffs.empty:
-        lines += [
-            f"## Paired difference `{ref}` − method (mean over episodes, Wilcoxon p)",
-            "",
-            _markdown_table(diffs),
-            "",
-            "## Verdict",
-            "",
-        ]
-        lines += [f"- {v}" for v in result.verdicts()] + [""]
+    regimes = result.regimes
+    descriptions = s.get("methods") or dict.fromkeys(regimes, "")
+    for name, description in descriptions.items():
+        tag = f"`{name}` ({regimes.get(name, '?')})"
+        lines.append(f"- {tag}: {description}" if description else f"- {tag}")
+    lines.append("")
+    for regime in REGIMES:
+        lines += _regime_section(result, regime)
     for extra in ("macro_f1", "auroc"):
         if extra in result.table.columns and extra != result.metric:
-            lines += [f"## {_TITLES[extra]} (mean [95% CI])", ""]
+            lines += [f"## {_TITLES[extra]} (mean [95% CI]), every method", ""]
             lines += [_markdown_table(metric_table(result, extra)), ""]
     lines += ["## Seconds per fit (mean; training plus prediction of the query)", ""]
     lines += [_markdown_table(time_table(result)), ""]

@@ -9,6 +9,12 @@ from scipy import stats
 #: Significance level of the verdict.
 ALPHA = 0.05
 
+#: Columns of :func:`compare`.
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "k", "method", "n_episodes", "mean_difference", "ci_low", "ci_high",
+    "wins", "losses", "ties", "p_value",
+)  # fmt: skip
+
 
 def mean_ci(values: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of the mean (``NaN`` bounds for one value)."""
@@ -86,10 +92,7 @@ def compare(
     rows = []
     others = [m for m in dict.fromkeys(table["method"]) if m != reference]
     if reference not in wide.columns:
-        return pd.DataFrame(
-            columns=["k", "method", "n_episodes", "mean_difference", "ci_low", "ci_high",
-                     "wins", "losses", "ties", "p_value"]
-        )  # fmt: skip
+        return pd.DataFrame(columns=list(COMPARISON_COLUMNS))
     for k, block in wide.groupby(level="k"):
         for method in others:
             d = (block[reference] - block[method]).dropna().to_numpy()
@@ -111,7 +114,7 @@ def compare(
     return pd.DataFrame(rows)
 
 
-def best_baselines(summary: pd.DataFrame, *, reference: str) -> pd.Series:
+def best_baselines(summary: pd.DataFrame, *, reference: str | None) -> pd.Series:
     """For each ``k``, the method other than ``reference`` with the highest mean."""
     others = summary[summary["method"] != reference].dropna(subset=["mean"])
     if others.empty:
