@@ -51,10 +51,14 @@ def test_fine_tune_extra_loss_and_input_transform(gtl_model, pbmc_target):
     pulled = _fine_tune(gtl_model, pbmc_target, use_guide=False, extra_loss=pull)
     assert drift(pulled) < 0.5 * drift(plain)
     shapes = []
-    _fine_tune(
-        gtl_model, pbmc_target, n_steps=3, input_transform=lambda x: shapes.append(x.shape) or x
-    )
-    assert shapes == [(12, gtl_model.summary_stats.n_vars)] * 3
+    record = lambda x: shapes.append(tuple(x.shape)) or x  # noqa: E731
+    _fine_tune(gtl_model, pbmc_target, n_steps=3, input_transform=record, wide=False)
+    n_genes = gtl_model.summary_stats.n_vars
+    assert shapes == [(12, n_genes)] * 3
+    # With the wide path, the hook also runs in the 3 cross-validation fits (8 of 12 rows each).
+    shapes.clear()
+    _fine_tune(gtl_model, pbmc_target, n_steps=3, input_transform=record)
+    assert shapes == [(12, n_genes)] * 3 + [(8, n_genes)] * 9
 
 
 class WideDecoderModule(GTLModule):

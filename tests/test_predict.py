@@ -193,6 +193,8 @@ def test_predict_refuses_a_query_sharing_too_few_genes(clf, pbmc_target, adata_s
         "n_genes_model": n_model,
         "n_genes_found": needed,
         "gene_overlap": pytest.approx(needed / n_model),
+        "n_genes_wide": n_model,  # the wide path's genes: the fine-tuned study's own
+        "n_genes_wide_found": needed,
     }
 
 
@@ -209,6 +211,8 @@ def test_full_overlap_is_recorded_and_probabilities_unchanged(clf, pbmc_target):
         "n_genes_model": 765,
         "n_genes_found": 765,
         "gene_overlap": 1.0,
+        "n_genes_wide": 765,
+        "n_genes_wide_found": 765,
     }
     np.testing.assert_array_equal(pbmc_target.obsm["scgtl_proba"].to_numpy(), proba.to_numpy())
     np.testing.assert_array_equal(

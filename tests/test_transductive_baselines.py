@@ -67,7 +67,7 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
         "gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn",
     )  # fmt: skip
     builtins = builtin_methods()
-    assert list(builtins) == [*benchmark.DEFAULT_METHODS, *TRANSDUCTIVE]
+    assert list(builtins) == [*benchmark.DEFAULT_METHODS, *TRANSDUCTIVE, "gtl_network"]
     res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, **YAN)
     assert list(dict.fromkeys(res.table["method"])) == BASELINES
     # The regime of every built-in method, and of an adapted fine-tuning. The PCA baselines fit
@@ -76,7 +76,7 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
     assert regimes == {
         "gtl": False, "finetune": False, "scratch": False, "logreg": False,
         "pca_logreg": True, "pca_knn": True,
-        "pca_label_spreading": True, "pca_self_training": True,
+        "pca_label_spreading": True, "pca_self_training": True, "gtl_network": False,
     }  # fmt: skip
     assert benchmark.FineTuneMethod("gtl_adapted", adapt={}).transductive
     assert not benchmark.Method.transductive
@@ -258,7 +258,7 @@ def test_target_genes_beside_gtl(gtl_model, pbmc_target):
     # The shared model's genes are exactly pbmc_target's, so the option changes nothing there.
     assert list(gtl_model.gene_names) == list(pbmc_target.var_names)
     kw = {"labels_key": DEFAULT_LABELS_KEY, "k_shots": (3,), "n_episodes": 1, "seed": 1,
-          "methods": ["gtl", "logreg", "pca_logreg"], "progress": False}  # fmt: skip
+          "methods": ["gtl_network", "logreg", "pca_logreg"], "progress": False}  # fmt: skip
     same = benchmark.few_shot(gtl_model, pbmc_target, baseline_genes="target", **kw)
     assert same.settings["n_genes_baselines"] == pbmc_target.n_vars
     # With genes the model lacks, only the baselines change; GTL reads the model's genes.
@@ -267,8 +267,8 @@ def test_target_genes_beside_gtl(gtl_model, pbmc_target):
     on_target = benchmark.few_shot(gtl_model, target, baseline_genes="target", **kw)
     assert on_target.settings["n_genes_baselines"] == target.n_vars == pbmc_target.n_vars + 100
     assert on_target.settings["n_genes"] == pbmc_target.n_vars
-    pd.testing.assert_frame_equal(_rows(on_target, "gtl"), _rows(on_model, "gtl"))
-    pd.testing.assert_frame_equal(_rows(on_target, "gtl"), _rows(same, "gtl"))
+    pd.testing.assert_frame_equal(_rows(on_target, "gtl_network"), _rows(on_model, "gtl_network"))
+    pd.testing.assert_frame_equal(_rows(on_target, "gtl_network"), _rows(same, "gtl_network"))
     assert not _rows(on_target, "pca_logreg").equals(_rows(on_model, "pca_logreg"))
 
 

@@ -720,22 +720,30 @@ def builtin_methods() -> dict[str, Method]:
     """Fresh instances of the built-in methods, by name, in report order.
 
     The first six are :data:`DEFAULT_METHODS`; ``pca_label_spreading`` and
-    ``pca_self_training``, further transductive baselines, run when named. Inductive:
-    ``gtl``, ``finetune``, ``scratch``, ``logreg``; transductive: the four ``pca_*``.
+    ``pca_self_training``, further transductive baselines, and ``gtl_network`` (GTL's network
+    without the wide path, an ablation) run when named. Inductive: ``gtl``, ``finetune``,
+    ``scratch``, ``logreg``, ``gtl_network``; transductive: the four ``pca_*``.
     """
     methods: list[Method] = [
         FineTuneMethod(
-            "gtl", use_guide=True, description="GTL: guided fine-tuning of the pre-trained model"
+            "gtl",
+            use_guide=True,
+            description=(
+                "GTL: guided fine-tuning of the pre-trained model, pooled with a logistic "
+                "regression on the study's genes (model.fine_tune defaults)"
+            ),
         ),
         FineTuneMethod(
             "finetune",
             use_guide=False,
+            wide=False,
             description="transfer learning: fine-tuning of the pre-trained model, no guide",
         ),
         FineTuneMethod(
             "scratch",
             use_guide=False,
             from_scratch=True,
+            wide=False,
             description="the same network trained from a random initialisation",
         ),
         SklearnMethod(
@@ -770,6 +778,12 @@ def builtin_methods() -> dict[str, Method]:
                 "self-training logistic regression on PCA of the target, all target rows "
                 "(transductive)"
             ),
+        ),
+        FineTuneMethod(
+            "gtl_network",
+            use_guide=True,
+            wide=False,
+            description="GTL's guided network alone, without the wide path (wide=False)",
         ),
     ]
     return {m.name: m for m in methods}

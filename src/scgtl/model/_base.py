@@ -76,13 +76,16 @@ class ScgtlModelMixin:
         indices: np.ndarray | None = None,
         warn: bool = True,
         library_size: np.ndarray | None = None,
+        genes: pd.Index | None = None,
     ) -> Iterator[torch.Tensor]:
+        """Batches of rows as log expression over ``genes`` (default: the model's genes)."""
         if not isinstance(adata, AnnData):
             raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1.")
         check_units_name(units)
-        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        genes = self.gene_names if genes is None else genes
+        alignment = align_genes(adata.var_names, genes, warn=warn)
         yield from iter_log_expression(
             adata,
             layer=layer,

@@ -40,6 +40,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         The anchor AnnData registered with :meth:`setup_anndata`.
     registry
         A saved registry (used by :meth:`load`).
+    n_wide_genes
+        Genes of the wide path (``0``: none), a logistic regression on the fine-tuned study's
+        own genes pooled with the network (see :meth:`scgtl.GTL.fine_tune`).
     **architecture
         ``n_hidden``, ``n_latent``, ``n_layers``, ``dropout_rate`` of the pre-trained encoder
         (see :class:`~scgtl.module.MLPEncoder`).
@@ -51,6 +54,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         :meth:`predict_proba`).
     query_layer_
         The layer fine-tuning read, used by default when predicting.
+    wide_gene_names_
+        The genes of the wide path (the fine-tuned study's own genes, in its order); empty
+        without a wide path. A query is aligned to them as to the model's genes.
     fit_record_
         How the classifier was fitted (saved with it), a dict:
 
@@ -73,6 +79,15 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             The Adam fine-tuning settings.
         ``"head_init"``
             How the head was initialised (``"prototypes"`` or ``"random"``).
+        ``"wide"``
+            Whether the classifier has a wide path.
+        ``"wide_weight"``
+            Weight ``w`` of the wide path in the pooled prediction (``0.0`` without one).
+        ``"wide_weight_source"``
+            ``"cross-validation"`` (chosen on the support), ``"one-shot default"`` (a class
+            with a single sample), ``"given"`` or ``"none"``.
+        ``"wide_weight_grid"``, ``"wide_cv_log_loss"``
+            With cross-validation: the weights tried and the out-of-fold log-loss at each.
     scgtl_version_
         The scgtl version that made it.
     """
@@ -83,12 +98,17 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         self,
         adata: AnnData | None = None,
         registry: dict | None = None,
+        n_wide_genes: int = 0,
         **architecture,
     ):
         super().__init__(adata, registry)
         self.module = self._module_cls(
-            self.summary_stats.n_vars, self.summary_stats.n_labels, **architecture
+            self.summary_stats.n_vars,
+            self.summary_stats.n_labels,
+            n_wide=n_wide_genes,
+            **architecture,
         )
+        self.wide_gene_names_: np.ndarray = np.array([], dtype=str)
         self.classes_: list[str] = list(self._registered_classes())
         self.query_layer_: str | None = None
         self.fit_record_: dict = {}
@@ -149,6 +169,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         source: AnnData | None,
         fit_record: dict,
         architecture: dict,
+        wide_gene_names: pd.Index | None = None,
     ) -> GTLClassifier:
         """Wrap a fine-tuned network (used by :meth:`scgtl.GTL.fine_tune`)."""
         anchor = AnnData(
@@ -163,7 +184,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             # One anchor row per class is by design; scvi-tools warns about small categories.
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
             cls.setup_anndata(anchor, labels_key=labels_key, units=units)
-        model = cls(anchor, **architecture)
+        n_wide = 0 if wide_gene_names is None else len(wide_gene_names)
+        model = cls(anchor, n_wide_genes=n_wide, **architecture)
+        if n_wide:
+            model.wide_gene_names_ = np.asarray(wide_gene_names, dtype=str)
         if model.classes_ != [str(c) for c in classes]:
             raise RuntimeError("Registered classes differ from the fitted head's classes.")
         model.module.load_state_dict(network.state_dict())
@@ -206,10 +230,23 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
     def _forward(self, adata, *, layer, batch_size) -> tuple[np.ndarray, np.ndarray]:
         self.module.eval()
         latents, probas = [], []
-        for x in self._log_expression_batches(
+        batches = self._log_expression_batches(
             adata, layer=layer, units=self.units, batch_size=batch_size
-        ):
-            out = self.module(x)
+        )
+        if self.module.has_wide_path:
+            wide_batches = self._log_expression_batches(
+                adata,
+                layer=layer,
+                units=self.units,
+                batch_size=batch_size,
+                genes=pd.Index(self.wide_gene_names_),
+                warn=False,
+            )
+            batches = zip(batches, wide_batches, strict=True)
+        else:
+            batches = ((x, None) for x in batches)
+        for x, x_wide in batches:
+            out = self.module(x, x_wide)
             latents.append(out["z"].cpu().numpy())
             probas.append(torch.softmax(out["logits"], dim=1).cpu().numpy())
         return np.concatenate(latents), np.concatenate(probas)
@@ -301,7 +338,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         ``adata.uns[key_added]``
             A dict of the query's gene overlap: ``"n_genes_model"`` (the model's genes),
             ``"n_genes_found"`` (how many of them the query has) and ``"gene_overlap"`` (their
-            fraction). Missing genes are zero-filled.
+            fraction). Missing genes are zero-filled. With a wide path, also
+            ``"n_genes_wide"`` (its genes, :attr:`wide_gene_names_`) and
+            ``"n_genes_wide_found"`` (how many of them the query has).
 
         Raises
         ------
@@ -343,6 +382,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
                 "n_genes_found": alignment.n_overlap,
                 "gene_overlap": float(alignment.fraction),
             }
+            if self.module.has_wide_path:
+                wide = align_genes(adata.var_names, pd.Index(self.wide_gene_names_), warn=False)
+                adata.uns[key_added]["n_genes_wide"] = int(wide.reference.size)
+                adata.uns[key_added]["n_genes_wide_found"] = wide.n_overlap
         return predicted
 
     def _class_colors(self, adata: AnnData) -> list[str] | None:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from scgtl.module._encoder import MLPEncoder
 
 
-class GTLClassifierModule(nn.Module):
-    """Encoder + linear head over the target's classes; a plain :class:`torch.nn.Module`.
+def pool_log_probabilities(
+    network_logits: torch.Tensor, wide_logits: torch.Tensor, wide_weight: float | torch.Tensor
+) -> torch.Tensor:
+    """Logits ``(1 - w) log_softmax(network) + w log_softmax(wide)``: a log-linear pool.
 
+    Their softmax is the normalised geometric mean of the two paths' probabilities, weighted by
+    ``w`` (``wide_weight``): ``0`` gives the network's probabilities, ``1`` the wide path's.
+    """
+    network = F.log_softmax(network_logits, dim=1)
+    return (1 - wide_weight) * network + wide_weight * F.log_softmax(wide_logits, dim=1)
+
+
+class GTLClassifierModule(nn.Module):
+    """Encoder + linear head over the target's classes, and an optional wide linear path.
+
+    A plain :class:`torch.nn.Module`.
     It is trained by :func:`scgtl.train.fit_few_shot`, not by a Lightning training plan, so it
     needs none of scvi-tools' generative-model interface.
 
@@ -20,30 +34,66 @@ class GTLClassifierModule(nn.Module):
         Number of genes of the pre-trained model.
     n_labels
         Number of target classes.
+    n_wide
+        Genes of the wide path, a linear layer from the study's own genes to the logits (see
+        :func:`scgtl.train.fit_linear_path`); ``0``: no wide path. Its weight in the pooled
+        prediction is the buffer ``wide_weight``.
     **architecture
         ``n_latent``, ``n_hidden``, ``n_layers``, ``dropout_rate`` of the encoder (see
         :class:`~scgtl.module.MLPEncoder`); must match the pre-trained encoder whose weights are
         loaded.
     """
 
-    def __init__(self, n_input: int, n_labels: int, **architecture):
+    def __init__(self, n_input: int, n_labels: int, n_wide: int = 0, **architecture):
         super().__init__()
         self.encoder = MLPEncoder(n_input, **architecture)
         self.head = nn.Linear(self.encoder.n_latent, n_labels)
+        self.wide = nn.Linear(n_wide, n_labels) if n_wide else None
+        self.register_buffer("wide_weight", torch.zeros(()))
+
+    @property
+    def has_wide_path(self) -> bool:
+        """Whether the module has a wide path."""
+        return self.wide is not None
 
     @property
     def device(self) -> torch.device:
         """Device of the weights (scvi-tools' models read it)."""
         return next(self.parameters()).device
 
-    def forward(self, x_log: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent code ``"z"`` and class ``"logits"`` of log-transformed input."""
-        z = self.encoder(x_log)
-        return {"z": z, "logits": self.head(z)}
+    def set_wide_path(self, wide: nn.Linear, wide_weight: float) -> None:
+        """Attach a fitted wide path (genes -> logits) and its weight in the pool."""
+        if wide.out_features != self.head.out_features:
+            raise ValueError(
+                f"The wide path has {wide.out_features} outputs; the head has "
+                f"{self.head.out_features} classes."
+            )
+        self.wide = wide
+        self.wide_weight.fill_(float(wide_weight))
 
-    def inference(self, x_log: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x_log: torch.Tensor, x_wide: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Latent code ``"z"`` and class ``"logits"`` of log-transformed input.
+
+        ``x_wide`` is the same rows over the wide path's genes, needed when there is a wide
+        path; the logits are then the pool ``(1 - w) log_softmax(network) + w
+        log_softmax(wide)``, and ``"network_logits"`` holds the network's alone.
+        """
+        z = self.encoder(x_log)
+        logits = self.head(z)
+        if self.wide is None:
+            return {"z": z, "logits": logits}
+        if x_wide is None:
+            raise ValueError("This classifier has a wide path: pass x_wide, its genes' rows.")
+        pooled = pool_log_probabilities(logits, self.wide(x_wide), self.wide_weight)
+        return {"z": z, "logits": pooled, "network_logits": logits}
+
+    def inference(
+        self, x_log: torch.Tensor, x_wide: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         """The same as calling the module (the name scvi-tools' modules use)."""
-        return self(x_log)
+        return self(x_log, x_wide)
 
     def on_load(self, model, **kwargs) -> None:
         """Called by scvi-tools' ``load`` before the weights are restored; nothing to do."""

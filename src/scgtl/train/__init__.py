@@ -11,14 +11,28 @@ from scgtl.train._few_shot import (
 from scgtl.train._guided import GuidedUpdate
 from scgtl.train._progress import StderrProgressBar
 from scgtl.train._scouts import run_scouts
+from scgtl.train._wide import (
+    WIDE_WEIGHT_GRID,
+    WIDE_WEIGHT_ONE_SHOT,
+    check_wide_weight,
+    choose_wide_weight,
+    cross_validated_log_proba,
+    fit_linear_path,
+)
 
 __all__ = [
+    "WIDE_WEIGHT_GRID",
+    "WIDE_WEIGHT_ONE_SHOT",
     "GuidedUpdate",
     "StderrProgressBar",
     "check_head_init",
     "check_training_settings",
+    "check_wide_weight",
+    "choose_wide_weight",
+    "cross_validated_log_proba",
     "fine_tune_network",
     "fit_few_shot",
+    "fit_linear_path",
     "fit_masked_reconstruction",
     "prototype_head",
     "run_scouts",

@@ -1,0 +1,109 @@
+"""The inductive and transductive regimes on the five developer targets (issue 13).
+
+Pre-trains the two models of docs/benchmarks.md with the package defaults (the PBMC corpus
+mudan_pbmcA + kang_stim for mudan_ref, pbmc68k_reduced and yan; mudan_pbmcA alone for the Kang
+stimulated-vs-control task; the embedded default's own corpus for it) and runs
+scgtl.benchmark.few_shot on each target, k = 1, 3, 5, 20 episodes, seed 0, every baseline on the
+target's own genes. Methods: gtl (the package default: guided network pooled with the wide
+path), gtl_network (the guided network alone, wide=False), finetune, logreg (inductive), and
+the transductive baselines pca_logreg, pca_knn, pca_label_spreading, pca_self_training.
+
+    python benchmarks/do_no_harm.py --out benchmarks/results/do_no_harm
+
+Writes <out>/<target>/ (results.csv, summary.md, accuracy_vs_k.png) and <out>/overview.csv
+(mean balanced accuracy over k and mean fit seconds per method and target). About 20 min on
+the 2-core machine, one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+from few_shot_real import data_dir, load_corpus, load_target
+
+import scgtl
+from scgtl import benchmark, datasets
+from scgtl.benchmark._default import DEFAULT_LABELS_KEY, default_task, pretrain_default
+
+TARGETS = ("kang_stim", "mudan_ref", "pbmc68k_reduced", "yan", "default")
+METHODS = (
+    "gtl",
+    "gtl_network",
+    "finetune",
+    "logreg",
+    "pca_logreg",
+    "pca_knn",
+    "pca_label_spreading",
+    "pca_self_training",
+)
+
+
+def tasks(targets, folder):
+    """(name, model, target, labels_key, units) for each target, pre-training on demand."""
+    if "kang_stim" in targets:
+        pbmc_a = datasets.mudan_pbmcA(data_dir=folder, download=False)
+        model = benchmark.pretrain(pbmc_a, units="counts", n_hvg=2000, seed=0)
+        yield (
+            "kang_stim",
+            model,
+            datasets.kang_stim(data_dir=folder, download=False),
+            "stim",
+            "counts",
+        )
+    real = [t for t in targets if t in ("mudan_ref", "pbmc68k_reduced", "yan")]
+    if real:
+        model = benchmark.pretrain(load_corpus(folder), units="counts", n_hvg=2000, seed=0)
+        for name in real:
+            target, labels_key, units = load_target(name, folder)
+            yield name, model, target, labels_key, units
+    if "default" in targets:
+        corpus, target = default_task()
+        yield "default", pretrain_default(corpus, seed=0), target, DEFAULT_LABELS_KEY, "log1p"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5])
+    parser.add_argument("--n-episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/do_no_harm"))
+    args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    scgtl.settings.n_threads = args.threads
+    scgtl.settings.progress_bar = False
+    rows = []
+    for name, model, target, labels_key, units in tasks(args.targets, data_dir()):
+        start = time.perf_counter()
+        result = benchmark.few_shot(
+            model,
+            target,
+            labels_key=labels_key,
+            units=units,
+            k_shots=args.k_shots,
+            n_episodes=args.n_episodes,
+            seed=args.seed,
+            methods=args.methods,
+            baseline_genes="target",
+            progress=False,
+        )
+        result.save(args.out / name, title=f"{name}: inductive and transductive regimes")
+        table = result.table
+        means = table.groupby(["method", "regime", "k"])["balanced_accuracy"].mean().unstack("k")
+        means["mean_over_k"] = means.mean(axis=1)
+        means["fit_seconds"] = table.groupby(["method", "regime"])["fit_seconds"].mean()
+        rows.append(means.reset_index().assign(target=name))
+        print(f"{name} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(means.round(3).to_string(), flush=True)
+    pd.concat(rows).to_csv(args.out / "overview.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()

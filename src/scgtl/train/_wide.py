@@ -1,0 +1,148 @@
+"""The wide path of a fine-tuned classifier and how much it weighs against the network.
+
+A network fine-tuned from a pre-trained encoder can only use what the encoder's latent space
+keeps; a task whose signal the corpus never varied (e.g. stimulated vs control cells when the
+corpus held no stimulated cells) is lost in it, where a logistic regression on the study's own
+genes still finds it. The classifier therefore has a second, *wide* path: a logistic regression
+on the study's own genes, fitted on the support set. The two paths are pooled in log-probability
+space, ``log p = (1 - w) log p_network + w log p_wide`` (renormalised), and ``w`` is chosen on
+the support set itself by cross-validation, so the path that generalises better there weighs
+more. Measured on the developer targets (``docs/benchmarks.md``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from torch import nn
+
+from scgtl.module._classifier import pool_log_probabilities
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+#: Candidate weights of the wide path tried by cross-validation.
+WIDE_WEIGHT_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+#: Weight of the wide path when the support has a class with a single sample, where no
+#: cross-validation is possible (chosen on the developer targets, ``docs/benchmarks.md``).
+WIDE_WEIGHT_ONE_SHOT = 0.75
+#: Folds of the cross-validation at most (each fold leaves out one sample per class at k <= 5).
+MAX_FOLDS = 5
+
+
+def check_wide_weight(wide_weight: float | None) -> None:
+    """Reject a weight outside ``[0, 1]``."""
+    if wide_weight is None:
+        return
+    if isinstance(wide_weight, bool) or not isinstance(wide_weight, int | float):
+        raise TypeError(f"wide_weight={wide_weight!r} must be None or a number in [0, 1].")
+    if not 0.0 <= float(wide_weight) <= 1.0:
+        raise ValueError(f"wide_weight={wide_weight!r} must be None or a number in [0, 1].")
+
+
+def fit_linear_path(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Linear:
+    """scikit-learn's ``LogisticRegression(max_iter=1000)`` on ``x``, as an ``nn.Linear``.
+
+    The same estimator as the benchmark's ``logreg`` baseline (scikit-learn defaults, L2 with
+    ``C=1``), so that a wide weight of 1 is that baseline. For two classes the single decision
+    function becomes two logits ``(0, w x + b)``, which give the same probabilities.
+
+    Parameters
+    ----------
+    x
+        ``(n, n_genes)`` log expression of the support rows.
+    y
+        ``(n,)`` integer class codes ``0 .. n_classes - 1``, every class present.
+    n_classes
+        Number of classes.
+
+    Returns
+    -------
+    A linear layer ``n_genes -> n_classes`` on ``x``'s device and dtype.
+    """
+    codes = y.cpu().numpy()
+    if np.unique(codes).size != n_classes:
+        raise ValueError(f"Every one of the {n_classes} classes needs a support sample.")
+    with warnings.catch_warnings():
+        # A handful of samples in thousands of dimensions is separable; lbfgs converging
+        # slowly there changes nothing that matters.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        regression = LogisticRegression(max_iter=1000).fit(x.cpu().numpy(), codes)
+    coef, intercept = regression.coef_, regression.intercept_
+    if n_classes == 2:
+        coef = np.vstack([np.zeros_like(coef), coef])
+        intercept = np.concatenate([[0.0], intercept])
+    layer = nn.Linear(x.shape[1], n_classes).to(device=x.device, dtype=x.dtype)
+    with torch.no_grad():
+        layer.weight.copy_(torch.as_tensor(coef))
+        layer.bias.copy_(torch.as_tensor(intercept))
+    return layer
+
+
+def cross_validated_log_proba(
+    fit_predict: Callable[[np.ndarray, np.ndarray], torch.Tensor],
+    y: np.ndarray,
+    *,
+    seed: int,
+) -> np.ndarray:
+    """Out-of-fold log-probabilities of every support row.
+
+    Stratified folds, ``min(k_min, MAX_FOLDS)`` of them (``k_min``: samples of the smallest
+    class), so each fold leaves out about one sample per class when ``k <= 5``.
+
+    Parameters
+    ----------
+    fit_predict
+        ``fit_predict(train_positions, test_positions)`` fits on the first positions of the
+        support and returns ``(len(test_positions), n_classes)`` logits of the second.
+    y
+        Integer class codes of the support rows; the smallest class needs 2 samples.
+    seed
+        Seed of the fold assignment.
+
+    Returns
+    -------
+    ``(n_support, n_classes)`` log-probabilities.
+    """
+    n_folds = min(int(np.bincount(y).min()), MAX_FOLDS)
+    if n_folds < 2:
+        raise ValueError("Cross-validation needs at least 2 samples of every class.")
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed % 2**32)
+    out = None
+    for train, test in folds.split(np.zeros(len(y)), y):
+        logits = fit_predict(train, test)
+        if out is None:
+            out = np.zeros((len(y), logits.shape[1]))
+        out[test] = F.log_softmax(logits.detach().double(), dim=1).cpu().numpy()
+    return out
+
+
+def choose_wide_weight(
+    network_log_proba: np.ndarray,
+    wide_log_proba: np.ndarray,
+    y: np.ndarray,
+    grid: Sequence[float] = WIDE_WEIGHT_GRID,
+) -> tuple[float, np.ndarray]:
+    """The weight of ``grid`` whose pooled out-of-fold predictions have the least log-loss.
+
+    Returns
+    -------
+    The chosen weight and the mean log-loss at each weight of ``grid``.
+    """
+    losses = []
+    for weight in grid:
+        pooled = pool_log_probabilities(
+            torch.as_tensor(np.ascontiguousarray(network_log_proba)),
+            torch.as_tensor(np.ascontiguousarray(wide_log_proba)),
+            weight,
+        )
+        losses.append(float(F.cross_entropy(pooled, torch.as_tensor(y, dtype=torch.long))))
+    losses = np.asarray(losses)
+    return float(grid[int(np.argmin(losses))]), losses

@@ -1,0 +1,173 @@
+"""The wide path of fine-tuned classifiers: a logistic regression on the study's own genes,
+pooled with the guided network, its weight chosen on the support (issue 13, part 1)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from anndata import AnnData
+from sklearn.linear_model import LogisticRegression
+
+import scgtl
+from scgtl.train import (
+    WIDE_WEIGHT_GRID,
+    WIDE_WEIGHT_ONE_SHOT,
+    choose_wide_weight,
+    cross_validated_log_proba,
+    fit_linear_path,
+)
+
+
+def _with_hidden_condition(target: AnnData, seed: int = 0) -> AnnData:
+    """``target`` plus a random two-level ``condition`` that only 20 new genes carry.
+
+    The new genes are not among the model's (they do not exist in the corpus), so the network
+    cannot see the condition; a logistic regression on the study's own genes can.
+    """
+    rng = np.random.default_rng(seed)
+    condition = rng.permutation(np.arange(target.n_obs) % 2)
+    signal = rng.normal(0.3, 0.2, (target.n_obs, 20)).clip(0)
+    signal[condition == 1] += 2.0
+    dense = target.X.toarray() if hasattr(target.X, "toarray") else np.asarray(target.X)
+    obs = target.obs.copy()
+    obs["condition"] = pd.Categorical(np.where(condition == 1, "treated", "control"))
+    var = pd.DataFrame(index=[*map(str, target.var_names), *(f"NEW{i}" for i in range(20))])
+    return AnnData(X=np.hstack([dense, signal]).astype(np.float32), obs=obs, var=var)
+
+
+def test_fit_linear_path_is_sklearn_logistic_regression():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(12, 30)).astype(np.float32)
+    for n_classes in (2, 3):
+        y = np.arange(12) % n_classes
+        layer = fit_linear_path(torch.as_tensor(x), torch.as_tensor(y), n_classes)
+        with torch.no_grad():
+            ours = torch.softmax(layer(torch.as_tensor(x)), dim=1).numpy()
+        theirs = LogisticRegression(max_iter=1000).fit(x, y).predict_proba(x)
+        np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+def test_fit_linear_path_needs_every_class():
+    x = torch.zeros(4, 3)
+    with pytest.raises(ValueError, match="3 classes"):
+        fit_linear_path(x, torch.tensor([0, 1, 0, 1]), 3)
+
+
+def test_choose_wide_weight_follows_the_better_path():
+    y = np.array([0, 1, 0, 1, 0, 1])
+    right = np.log(np.where(np.eye(2)[y] == 1, 0.9, 0.1))
+    wrong = right[:, ::-1]
+    assert choose_wide_weight(wrong, right, y)[0] == 1.0
+    assert choose_wide_weight(right, wrong, y)[0] == 0.0
+    weight, losses = choose_wide_weight(right, right, y)
+    assert losses.shape == (len(WIDE_WEIGHT_GRID),)
+    assert weight == 0.0  # ties go to the network
+    assert np.allclose(losses, losses[0])
+
+
+def test_cross_validated_log_proba_holds_out_each_row_once():
+    y = np.array([0, 0, 0, 1, 1, 1])
+    seen = []
+
+    def fit_predict(train, test):
+        assert not set(train) & set(test)
+        assert set(y[train]) == {0, 1}  # every class in every training fold
+        seen.extend(test)
+        return torch.zeros(len(test), 2)
+
+    out = cross_validated_log_proba(fit_predict, y, seed=0)
+    assert sorted(seen) == list(range(6))
+    np.testing.assert_allclose(out, np.log(0.5))
+    with pytest.raises(ValueError, match="2 samples"):
+        cross_validated_log_proba(fit_predict, np.array([0, 1, 1]), seed=0)
+
+
+def test_wide_path_learns_a_signal_the_corpus_never_had(gtl_model, pbmc_target):
+    study = _with_hidden_condition(pbmc_target)
+    query = study.obs["condition"].to_numpy()
+    scores = {}
+    for wide in (False, True):
+        clf = gtl_model.fine_tune(
+            study, labels_key="condition", k_shot=5, seed=0, units="log1p", wide=wide
+        )
+        support = np.asarray(study.obs_names.isin(clf.fit_record_["support_obs_names"]))
+        predicted = clf.predict(study, inplace=False).to_numpy()
+        scores[wide] = (predicted[~support] == query[~support]).mean()
+    assert scores[False] < 0.7  # the network sees only the model's genes
+    assert scores[True] > 0.85
+    assert scores[True] > scores[False] + 0.25
+    assert clf.fit_record_["wide_weight_source"] == "cross-validation"
+    assert clf.fit_record_["wide_weight"] >= 0.5
+    assert list(clf.wide_gene_names_) == list(study.var_names)
+
+
+def test_wide_weight_ends(gtl_model, pbmc_target):
+    kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=1, units="log1p")
+    network = gtl_model.fine_tune(pbmc_target, wide=False, **kwargs)
+    assert not network.module.has_wide_path
+    assert network.fit_record_["wide_weight_source"] == "none"
+    pooled_at_0 = gtl_model.fine_tune(pbmc_target, wide_weight=0.0, **kwargs)
+    np.testing.assert_allclose(
+        pooled_at_0.predict_proba(pbmc_target), network.predict_proba(pbmc_target), atol=1e-5
+    )
+    wide_only = gtl_model.fine_tune(pbmc_target, wide_weight=1.0, **kwargs)
+    assert wide_only.fit_record_["wide_weight_source"] == "given"
+    support = np.flatnonzero(pbmc_target.obs_names.isin(wide_only.fit_record_["support_obs_names"]))
+    x = np.asarray(pbmc_target.X.toarray() if hasattr(pbmc_target.X, "toarray") else pbmc_target.X)
+    # units="log1p": the study's values are the input as they are.
+    labels = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()
+    regression = LogisticRegression(max_iter=1000).fit(x[support], labels[support])
+    np.testing.assert_allclose(
+        wide_only.predict_proba(pbmc_target)[list(regression.classes_)].to_numpy(),
+        regression.predict_proba(x),
+        atol=1e-4,
+    )
+
+
+def test_one_shot_default_and_determinism(gtl_model, pbmc_target):
+    kwargs = dict(labels_key="bulk_labels", k_shot=1, seed=2, units="log1p")
+    first = gtl_model.fine_tune(pbmc_target, **kwargs)
+    second = gtl_model.fine_tune(pbmc_target, **kwargs)
+    assert first.fit_record_["wide_weight"] == WIDE_WEIGHT_ONE_SHOT
+    assert first.fit_record_["wide_weight_source"] == "one-shot default"
+    np.testing.assert_array_equal(
+        first.predict_proba(pbmc_target).to_numpy(), second.predict_proba(pbmc_target).to_numpy()
+    )
+    cv = gtl_model.fine_tune(pbmc_target, **{**kwargs, "k_shot": 3})
+    again = gtl_model.fine_tune(pbmc_target, **{**kwargs, "k_shot": 3})
+    assert cv.fit_record_["wide_weight"] == again.fit_record_["wide_weight"]
+    assert cv.fit_record_["wide_cv_log_loss"].shape == (len(WIDE_WEIGHT_GRID),)
+
+
+def test_wide_path_save_load_and_query_genes(gtl_model, pbmc_target, tmp_path):
+    study = _with_hidden_condition(pbmc_target)
+    clf = gtl_model.fine_tune(study, labels_key="condition", k_shot=3, seed=0, units="log1p")
+    clf.save(tmp_path / "clf")
+    loaded = scgtl.GTLClassifier.load(tmp_path / "clf")
+    np.testing.assert_array_equal(loaded.wide_gene_names_, clf.wide_gene_names_)
+    assert loaded.fit_record_["wide_weight"] == clf.fit_record_["wide_weight"]
+    np.testing.assert_allclose(
+        loaded.predict_proba(study).to_numpy(), clf.predict_proba(study).to_numpy(), atol=1e-6
+    )
+    # A query without the new genes: they are zero-filled, and uns says how many were found.
+    query = study[:, : pbmc_target.n_vars].copy()
+    loaded.predict(query)
+    assert query.uns["scgtl"]["n_genes_wide"] == study.n_vars
+    assert query.uns["scgtl"]["n_genes_wide_found"] == pbmc_target.n_vars
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"wide_weight": 1.5}, ValueError, "wide_weight=1.5"),
+        ({"wide_weight": "auto"}, TypeError, "wide_weight='auto'"),
+        ({"wide_weight": 0.5, "wide": False}, ValueError, "wide=False"),
+    ],
+)
+def test_bad_wide_settings(gtl_model, pbmc_target, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gtl_model.fine_tune(
+            pbmc_target, labels_key="bulk_labels", k_shot=1, units="log1p", **kwargs
+        )
