@@ -67,7 +67,12 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
         "gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn",
     )  # fmt: skip
     builtins = builtin_methods()
-    assert list(builtins) == [*benchmark.DEFAULT_METHODS, *TRANSDUCTIVE, "gtl_network"]
+    assert list(builtins) == [
+        *benchmark.DEFAULT_METHODS,
+        *TRANSDUCTIVE,
+        "gtl_transductive",
+        "gtl_network",
+    ]
     res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, **YAN)
     assert list(dict.fromkeys(res.table["method"])) == BASELINES
     # The regime of every built-in method, and of an adapted fine-tuning. The PCA baselines fit
@@ -77,6 +82,7 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
         "gtl": False, "finetune": False, "scratch": False, "logreg": False,
         "pca_logreg": True, "pca_knn": True,
         "pca_label_spreading": True, "pca_self_training": True, "gtl_network": False,
+        "gtl_transductive": True,
     }  # fmt: skip
     assert benchmark.FineTuneMethod("gtl_adapted", adapt={}).transductive
     assert not benchmark.Method.transductive

@@ -171,3 +171,38 @@ def test_bad_wide_settings(gtl_model, pbmc_target, kwargs, error, match):
         gtl_model.fine_tune(
             pbmc_target, labels_key="bulk_labels", k_shot=1, units="log1p", **kwargs
         )
+
+
+def test_study_pca_path_is_pca_logistic_regression():
+    from sklearn.decomposition import PCA
+
+    from scgtl.train import StudyPCA
+
+    rng = np.random.default_rng(1)
+    study = rng.normal(size=(40, 25)).astype(np.float32)
+    support = np.arange(9)
+    y = np.arange(9) % 3
+    layer = StudyPCA(torch.as_tensor(study), n_components=5).fit_linear_path(
+        torch.as_tensor(study[support]), torch.as_tensor(y), 3
+    )
+    with torch.no_grad():
+        ours = torch.softmax(layer(torch.as_tensor(study)), dim=1).numpy()
+    pca = PCA(n_components=5, random_state=0).fit(study)
+    regression = LogisticRegression(max_iter=1000).fit(pca.transform(study[support]), y)
+    np.testing.assert_allclose(ours, regression.predict_proba(pca.transform(study)), atol=1e-4)
+
+
+def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
+    snapshot = adata_snapshot(pbmc_target)
+    kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=0, units="log1p")
+    clf = gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs)
+    snapshot.assert_unchanged(pbmc_target)
+    assert clf.fit_record_["transductive"] is True
+    inductive = gtl_model.fine_tune(pbmc_target, **kwargs)
+    assert inductive.fit_record_["transductive"] is False
+    support = pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])
+    truth = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()[~support]
+    predicted = clf.predict(pbmc_target, inplace=False).astype(str).to_numpy()[~support]
+    assert (predicted == truth).mean() > 0.6  # 4 classes: chance is about 0.25
+    with pytest.raises(ValueError, match="needs wide=True"):
+        gtl_model.fine_tune(pbmc_target, transductive=True, wide=False, **kwargs)

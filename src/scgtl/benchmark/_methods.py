@@ -643,8 +643,11 @@ class FineTuneMethod(Method):
 
     @property
     def transductive(self) -> bool:
-        """Whether the model is first adapted to the whole unlabelled target (``adapt`` set)."""
-        return self.adapt is not None
+        """Whether the method reads the unlabelled target rows.
+
+        True with ``adapt`` set, or with ``fine_tune``'s ``transductive=True``.
+        """
+        return self.adapt is not None or bool(self.fine_tune_kwargs.get("transductive", False))
 
     def __init__(
         self,
@@ -720,9 +723,10 @@ def builtin_methods() -> dict[str, Method]:
     """Fresh instances of the built-in methods, by name, in report order.
 
     The first six are :data:`DEFAULT_METHODS`; ``pca_label_spreading`` and
-    ``pca_self_training``, further transductive baselines, and ``gtl_network`` (GTL's network
-    without the wide path, an ablation) run when named. Inductive: ``gtl``, ``finetune``,
-    ``scratch``, ``logreg``, ``gtl_network``; transductive: the four ``pca_*``.
+    ``pca_self_training``, further transductive baselines, ``gtl_transductive``
+    (``fine_tune(transductive=True)``) and ``gtl_network`` (GTL's network without the wide path,
+    an ablation) run when named. Inductive: ``gtl``, ``finetune``, ``scratch``, ``logreg``,
+    ``gtl_network``; transductive: the four ``pca_*`` and ``gtl_transductive``.
     """
     methods: list[Method] = [
         FineTuneMethod(
@@ -777,6 +781,15 @@ def builtin_methods() -> dict[str, Method]:
             description=(
                 "self-training logistic regression on PCA of the target, all target rows "
                 "(transductive)"
+            ),
+        ),
+        FineTuneMethod(
+            "gtl_transductive",
+            use_guide=True,
+            transductive=True,
+            description=(
+                "GTL with transductive=True: the wide path is logistic regression on the PCA of "
+                "all target rows (transductive)"
             ),
         ),
         FineTuneMethod(

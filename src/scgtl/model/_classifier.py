@@ -86,6 +86,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         ``"wide_weight_source"``
             ``"cross-validation"`` (chosen on the support), ``"one-shot default"`` (a class
             with a single sample), ``"given"`` or ``"none"``.
+        ``"transductive"``
+            Whether the wide path was fitted on the study's principal components
+            (``fine_tune(transductive=True)``).
         ``"wide_weight_grid"``, ``"wide_cv_log_loss"``
             With cross-validation: the weights tried and the out-of-fold log-loss at each.
     scgtl_version_

@@ -26,8 +26,10 @@ from scgtl.data import (
 )
 from scgtl.model._classifier import GTLClassifier
 from scgtl.train import (
+    MAX_PCA_ROWS,
     WIDE_WEIGHT_GRID,
     WIDE_WEIGHT_ONE_SHOT,
+    StudyPCA,
     check_head_init,
     check_training_settings,
     check_wide_weight,
@@ -181,6 +183,7 @@ class TransferMixin:
         head_init: HeadInit = "prototypes",
         wide: bool = True,
         wide_weight: float | None = None,
+        transductive: bool = False,
         input_transform: InputTransform | None = None,
         extra_loss: ExtraLoss | None = None,
         callback: StepCallback | None = None,
@@ -235,6 +238,12 @@ class TransferMixin:
             Weight ``w`` of the wide path in ``[0, 1]`` (``0``: the network's prediction,
             ``1``: the logistic regression's); ``None`` (the default) chooses it on the support
             as described above, at the cost of re-fitting the network once per fold.
+        transductive
+            Also learn from the unlabelled rows of ``adata`` (never their labels): the wide
+            path is then logistic regression on the principal components of the study (50,
+            fitted on all of its rows, or 20,000 random ones of a larger study), as the
+            benchmark's ``pca_logreg`` baseline, folded into a linear layer on the study's
+            genes. Needs ``wide=True``. The classifier still predicts any query.
         %(param_fit_hooks)s
             The hooks also apply to the cross-validation's fits; ``callback`` sees only the
             final fit's steps.
@@ -259,6 +268,8 @@ class TransferMixin:
         check_wide_weight(wide_weight)
         if wide_weight is not None and not wide:
             raise ValueError(f"wide_weight={wide_weight!r} is given, but wide=False.")
+        if transductive and not wide:
+            raise ValueError("transductive=True works through the wide path; it needs wide=True.")
         guide = self._fine_tune_guide(use_guide=use_guide, from_scratch=from_scratch, guide=guide)
         check_anndata(adata)
         if labels_key not in adata.obs:
@@ -289,15 +300,23 @@ class TransferMixin:
         )
         network, losses = fit_network(x, y, callback=callback)
         wide_genes, wide_record = None, {"wide": False, "wide_weight": 0.0}
-        wide_record["wide_weight_source"] = "none"
+        wide_record.update(wide_weight_source="none", transductive=False)
         if wide:
             wide_genes = pd.Index(adata.var_names.astype(str))
             x_wide = self._read_rows(
                 adata, layer=layer, units=units, indices=support, genes=wide_genes, warn=False
             )
+            fit_wide = fit_linear_path
+            if transductive:
+                rows = _pca_rows(adata.n_obs, seed=seed)
+                study = self._read_rows(
+                    adata, layer=layer, units=units, indices=rows, genes=wide_genes, warn=False
+                )
+                fit_wide = StudyPCA(study).fit_linear_path
             wide_record = _add_wide_path(
-                network, fit_network, x, x_wide, y, wide_weight=wide_weight, seed=seed
+                network, fit_network, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
             )
+            wide_record["transductive"] = transductive
         return GTLClassifier.from_network(
             network,
             gene_names=self.gene_names,
@@ -338,8 +357,15 @@ class TransferMixin:
         return self.guide_
 
 
+def _pca_rows(n_obs: int, *, seed: int) -> np.ndarray | None:
+    """The rows the transductive PCA is fitted on: all, or a seeded random subset."""
+    if n_obs <= MAX_PCA_ROWS:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_obs, MAX_PCA_ROWS, replace=False))
+
+
 def _add_wide_path(
-    network, fit_network, x, x_wide, y, *, wide_weight: float | None, seed: int
+    network, fit_network, fit_wide, x, x_wide, y, *, wide_weight: float | None, seed: int
 ) -> dict:
     """Fit the wide path on the support, choose its weight, attach both to ``network``.
 
@@ -361,7 +387,7 @@ def _add_wide_path(
 
         def wide_fold(train, test):
             with torch.no_grad():
-                return fit_linear_path(x_wide[train], y[train], n_classes)(x_wide[test])
+                return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
 
         weight, cv_losses = choose_wide_weight(
             cross_validated_log_proba(network_fold, codes, seed=seed),
@@ -374,5 +400,5 @@ def _add_wide_path(
             wide_weight_grid=np.asarray(WIDE_WEIGHT_GRID),
             wide_cv_log_loss=cv_losses,
         )
-    network.set_wide_path(fit_linear_path(x_wide, y, n_classes), record["wide_weight"])
+    network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
     return record

@@ -12,8 +12,10 @@ from scgtl.train._guided import GuidedUpdate
 from scgtl.train._progress import StderrProgressBar
 from scgtl.train._scouts import run_scouts
 from scgtl.train._wide import (
+    MAX_PCA_ROWS,
     WIDE_WEIGHT_GRID,
     WIDE_WEIGHT_ONE_SHOT,
+    StudyPCA,
     check_wide_weight,
     choose_wide_weight,
     cross_validated_log_proba,
@@ -21,9 +23,11 @@ from scgtl.train._wide import (
 )
 
 __all__ = [
+    "MAX_PCA_ROWS",
     "WIDE_WEIGHT_GRID",
     "WIDE_WEIGHT_ONE_SHOT",
     "GuidedUpdate",
+    "StudyPCA",
     "StderrProgressBar",
     "check_head_init",
     "check_training_settings",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.decomposition import PCA
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -33,6 +34,11 @@ WIDE_WEIGHT_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 
 #: Weight of the wide path when the support has a class with a single sample, where no
 #: cross-validation is possible (chosen on the developer targets, ``docs/benchmarks.md``).
 WIDE_WEIGHT_ONE_SHOT = 0.75
+#: Principal components of the transductive wide path (as the benchmark's PCA baselines).
+N_PCA_COMPONENTS = 50
+#: Rows of the study the transductive wide path's PCA is fitted on at most (a random subset
+#: above it), so that its cost and memory do not grow with the study.
+MAX_PCA_ROWS = 20_000
 #: Folds of the cross-validation at most (each fold leaves out one sample per class at k <= 5).
 MAX_FOLDS = 5
 
@@ -146,3 +152,37 @@ def choose_wide_weight(
         losses.append(float(F.cross_entropy(pooled, torch.as_tensor(y, dtype=torch.long))))
     losses = np.asarray(losses)
     return float(grid[int(np.argmin(losses))]), losses
+
+
+class StudyPCA:
+    """PCA of a study's unlabelled rows, for a transductive wide path.
+
+    The wide path then is logistic regression on the study's principal components, as the
+    benchmark's ``pca_logreg`` baseline, folded back into a linear layer on the genes:
+    ``coef @ components @ (x - mean) + b``, so the classifier reads genes as before.
+
+    Parameters
+    ----------
+    x
+        ``(n_rows, n_genes)`` log expression of the study's rows (labelled or not).
+    n_components
+        Components at most (fewer with fewer rows or genes).
+    """
+
+    def __init__(self, x: torch.Tensor, *, n_components: int = N_PCA_COMPONENTS):
+        values = x.cpu().numpy()
+        n_components = max(1, min(n_components, values.shape[0] - 1, values.shape[1]))
+        self.pca = PCA(n_components=n_components, random_state=0).fit(values)
+
+    def fit_linear_path(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Linear:
+        """:func:`fit_linear_path` on the principal components of ``x``, as a layer on genes."""
+        scores = torch.as_tensor(self.pca.transform(x.cpu().numpy()), dtype=x.dtype)
+        on_components = fit_linear_path(scores, y.cpu(), n_classes)
+        components = torch.as_tensor(self.pca.components_, dtype=x.dtype)
+        mean = torch.as_tensor(self.pca.mean_, dtype=x.dtype)
+        layer = nn.Linear(x.shape[1], n_classes).to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            weight = on_components.weight @ components
+            layer.weight.copy_(weight)
+            layer.bias.copy_(on_components.bias - weight @ mean)
+        return layer
