@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from do_no_harm import METHODS
 from few_shot_real import data_dir, load_corpus, load_target
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -113,14 +114,7 @@ kw = dict(
     progress=False,
     baseline_genes="target",
 )
-methods_extra = [
-    "finetune",
-    "logreg",
-    "pca_logreg",
-    "pca_knn",
-    "pca_label_spreading",
-    "pca_self_training",
-]
+methods_extra = [m for m in METHODS if m not in ("gtl", "gtl_network")]
 which = sys.argv[1].split(",")
 tables = []
 models = Path(OUT / "models")
