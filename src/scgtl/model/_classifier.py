@@ -30,7 +30,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
     """A few-shot classifier fine-tuned from a :class:`~scgtl.GTL` model.
 
     Made by :meth:`scgtl.GTL.fine_tune`, not directly. It keeps the pre-trained model's genes:
-    any query is aligned to them. Its registry (scvi-tools' record of genes and label
+    any query is aligned to them. By default it also has a wide path, a logistic regression on
+    the fine-tuned study's own genes (:attr:`wide_gene_names_`), pooled with the network's
+    prediction with the weight ``fit_record_["wide_weight"]``; a query is aligned to those genes
+    too. Its registry (scvi-tools' record of genes and label
     categories) is built on a small anchor AnnData with one row per class, so it can be saved,
     loaded and used without the study it was fitted on.
 
