@@ -79,22 +79,35 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
     scgtl.settings.n_threads = args.threads
     scgtl.settings.progress_bar = False
+    run(
+        args.targets,
+        args.methods,
+        args.out,
+        k_shots=args.k_shots,
+        n_episodes=args.n_episodes,
+        seed=args.seed,
+        title="inductive and transductive regimes",
+    )
+
+
+def run(targets, methods, out: Path, *, k_shots, n_episodes: int, seed: int, title: str) -> None:
+    """Benchmark ``methods`` on each target; save each result and ``out/overview.csv``."""
     rows = []
-    for name, model, target, labels_key, units in tasks(args.targets, data_dir()):
+    for name, model, target, labels_key, units in tasks(targets, data_dir()):
         start = time.perf_counter()
         result = benchmark.few_shot(
             model,
             target,
             labels_key=labels_key,
             units=units,
-            k_shots=args.k_shots,
-            n_episodes=args.n_episodes,
-            seed=args.seed,
-            methods=args.methods,
+            k_shots=k_shots,
+            n_episodes=n_episodes,
+            seed=seed,
+            methods=methods,
             baseline_genes="target",
             progress=False,
         )
-        result.save(args.out / name, title=f"{name}: inductive and transductive regimes")
+        result.save(out / name, title=f"{name}: {title}")
         table = result.table
         means = table.groupby(["method", "regime", "k"])["balanced_accuracy"].mean().unstack("k")
         means["mean_over_k"] = means.mean(axis=1)
@@ -102,7 +115,7 @@ def main() -> None:
         rows.append(means.reset_index().assign(target=name))
         print(f"{name} ({time.perf_counter() - start:.0f} s)", flush=True)
         print(means.round(3).to_string(), flush=True)
-    pd.concat(rows).to_csv(args.out / "overview.csv", index=False)
+    pd.concat(rows).to_csv(out / "overview.csv", index=False)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from do_no_harm import TARGETS, tasks
-from few_shot_real import data_dir
+from do_no_harm import TARGETS, run
 from scipy import sparse
 from sklearn.neighbors import kneighbors_graph
 
@@ -60,15 +58,7 @@ class SpreadFineTune(benchmark.FineTuneMethod):
 
     def fit_predict_proba(self, task, *, seed):
         data = task.data
-        clf = task.model.fine_tune(
-            task.masked_target(),
-            labels_key=data.labels_key,
-            support_indices=task.support_indices,
-            seed=seed,
-            layer=data.layer,
-            units=data.units,
-            **self.options(task, seed=seed),
-        )
+        clf = self.fit(task, seed=seed)
         everything = task.data.unlabelled()
         proba = clf.predict_proba(everything, layer=data.layer)
         classes = list(proba.columns)
@@ -94,30 +84,15 @@ def main() -> None:
         SpreadFineTune("spread_gtl"),
         SpreadFineTune("spread_gtl_transductive", transductive=True),
     ]
-    rows = []
-    for name, model, target, labels_key, units in tasks(args.targets, data_dir()):
-        start = time.perf_counter()
-        result = benchmark.few_shot(
-            model,
-            target,
-            labels_key=labels_key,
-            units=units,
-            k_shots=(1, 3, 5),
-            n_episodes=args.n_episodes,
-            seed=0,
-            methods=methods,
-            baseline_genes="target",
-            progress=False,
-        )
-        result.save(args.out / name, title=f"{name}: transductive variants")
-        table = result.table
-        means = table.groupby(["method", "k"])["balanced_accuracy"].mean().unstack("k")
-        means["mean_over_k"] = means.mean(axis=1)
-        means["fit_seconds"] = table.groupby("method")["fit_seconds"].mean()
-        rows.append(means.reset_index().assign(target=name))
-        print(f"{name} ({time.perf_counter() - start:.0f} s)", flush=True)
-        print(means.round(3).to_string(), flush=True)
-    pd.concat(rows).to_csv(args.out / "overview.csv", index=False)
+    run(
+        args.targets,
+        methods,
+        args.out,
+        k_shots=(1, 3, 5),
+        n_episodes=args.n_episodes,
+        seed=0,
+        title="transductive variants",
+    )
 
 
 if __name__ == "__main__":

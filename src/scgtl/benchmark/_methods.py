@@ -676,16 +676,21 @@ class FineTuneMethod(Method):
             data.adapted_model(**self.adapt)
 
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
-        """Fine-tune on the support rows; probabilities of the query rows.
+        """Fine-tune on the support rows (:meth:`fit`); probabilities of the query rows."""
+        return self.fit(task, seed=seed).predict_proba(task.query_adata(), layer=task.data.layer)
+
+    def fit(self, task: FewShotTask, *, seed: int):
+        """The classifier ``model.fine_tune`` makes for one episode.
 
         The model sees the target with the query rows' labels hidden, and the support set as
-        ``support_indices``.
+        ``support_indices``. A variant that post-processes the classifier's predictions calls
+        it from its own :meth:`fit_predict_proba`.
         """
         if task.model is None:
             raise ValueError(f"Method {self.name!r} needs a pre-trained model; none was given.")
         data = task.data
         model = task.model if self.adapt is None else data.adapted_model(**self.adapt)
-        clf = model.fine_tune(
+        return model.fine_tune(
             task.masked_target(),
             labels_key=data.labels_key,
             support_indices=task.support_indices,
@@ -694,7 +699,6 @@ class FineTuneMethod(Method):
             units=data.units,
             **self.options(task, seed=seed),
         )
-        return clf.predict_proba(task.query_adata(), layer=data.layer)
 
     def options(self, task: FewShotTask, *, seed: int) -> dict:
         """Keyword arguments of ``model.fine_tune`` for one episode (besides the support set).
