@@ -27,7 +27,6 @@ from few_shot_real import data_dir, load_corpus, load_target
 
 import scgtl
 from scgtl import benchmark, datasets
-from scgtl.benchmark._default import DEFAULT_LABELS_KEY, default_task, pretrain_default
 
 TARGETS = ("kang_stim", "mudan_ref", "pbmc68k_reduced", "yan", "default")
 METHODS = (
@@ -61,8 +60,14 @@ def tasks(targets, folder):
             target, labels_key, units = load_target(name, folder)
             yield name, model, target, labels_key, units
     if "default" in targets:
-        corpus, target = default_task()
-        yield "default", pretrain_default(corpus, seed=0), target, DEFAULT_LABELS_KEY, "log1p"
+        corpus, target = benchmark.default_task()
+        yield (
+            "default",
+            benchmark.pretrain_default(corpus, seed=0),
+            target,
+            benchmark.DEFAULT_LABELS_KEY,
+            "log1p",
+        )
 
 
 def main() -> None:

@@ -29,8 +29,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 import scgtl
+from scgtl import benchmark
 from scgtl.benchmark import FineTuneMethod, few_shot
-from scgtl.benchmark._default import DEFAULT_LABELS_KEY, default_task, pretrain_default
 
 warnings.filterwarnings("ignore")
 for n in ("lightning.pytorch", "lightning.fabric", "scvi"):
@@ -168,6 +168,6 @@ if real:
         t, lk, u = load_target(name, folder)
         run(m, t, lk, u, name)
 if "default" in which:
-    corpus, target = default_task()
-    m = get_model("default", lambda: pretrain_default(corpus, seed=0))
-    run(m, target, DEFAULT_LABELS_KEY, "log1p", "default")
+    corpus, target = benchmark.default_task()
+    m = get_model("default", lambda: benchmark.pretrain_default(corpus, seed=0))
+    run(m, target, benchmark.DEFAULT_LABELS_KEY, "log1p", "default")

@@ -69,7 +69,13 @@ semi-supervised one (``-1`` for unlabelled rows) in
 ``SemiSupervisedMethod("pca_label_propagation", LabelPropagation())``.
 """
 
-from scgtl.benchmark._default import DEFAULT_SPLIT, default_task, run_default
+from scgtl.benchmark._default import (
+    DEFAULT_LABELS_KEY,
+    DEFAULT_SPLIT,
+    default_task,
+    pretrain_default,
+    run_default,
+)
 from scgtl.benchmark._episodes import Episode, episode_seed, make_episodes
 from scgtl.benchmark._few_shot import few_shot, score
 from scgtl.benchmark._methods import (
@@ -86,6 +92,7 @@ from scgtl.benchmark._pretrain import pretrain, select_genes
 from scgtl.benchmark._result import FewShotResult
 
 __all__ = [
+    "DEFAULT_LABELS_KEY",
     "DEFAULT_METHODS",
     "DEFAULT_SPLIT",
     "Episode",
@@ -99,6 +106,7 @@ __all__ = [
     "builtin_methods",
     "default_task",
     "episode_seed",
+    "pretrain_default",
     "few_shot",
     "make_episodes",
     "pretrain",
