@@ -164,6 +164,8 @@ def test_wide_path_save_load_and_query_genes(gtl_model, pbmc_target, tmp_path):
         ({"wide_weight": 1.5}, ValueError, "wide_weight=1.5"),
         ({"wide_weight": "auto"}, TypeError, "wide_weight='auto'"),
         ({"wide_weight": 0.5, "wide": False}, ValueError, "wide=False"),
+        ({"wide": "no"}, TypeError, "wide='no'"),
+        ({"transductive": 1}, TypeError, "transductive=1"),
     ],
 )
 def test_bad_wide_settings(gtl_model, pbmc_target, kwargs, error, match):

@@ -27,14 +27,11 @@ from scgtl.data import (
 from scgtl.model._classifier import GTLClassifier
 from scgtl.train import (
     MAX_PCA_ROWS,
-    WIDE_WEIGHT_GRID,
-    WIDE_WEIGHT_ONE_SHOT,
     StudyPCA,
+    add_wide_path,
     check_head_init,
     check_training_settings,
     check_wide_weight,
-    choose_wide_weight,
-    cross_validated_log_proba,
     fine_tune_network,
     fit_linear_path,
     fit_masked_reconstruction,
@@ -266,6 +263,9 @@ class TransferMixin:
         check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
         check_head_init(head_init)
         check_wide_weight(wide_weight)
+        for name, value in (("wide", wide), ("transductive", transductive)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name}={value!r} must be True or False.")
         if wide_weight is not None and not wide:
             raise ValueError(f"wide_weight={wide_weight!r} is given, but wide=False.")
         if transductive and not wide:
@@ -299,8 +299,8 @@ class TransferMixin:
             extra_loss=extra_loss,
         )
         network, losses = fit_network(x, y, callback=callback)
-        wide_genes, wide_record = None, {"wide": False, "wide_weight": 0.0}
-        wide_record.update(wide_weight_source="none", transductive=False)
+        wide_genes = None
+        wide_record = {"wide": False, "wide_weight": 0.0, "wide_weight_source": "none"}
         if wide:
             wide_genes = pd.Index(adata.var_names.astype(str))
             x_wide = self._read_rows(
@@ -313,10 +313,10 @@ class TransferMixin:
                     adata, layer=layer, units=units, indices=rows, genes=wide_genes, warn=False
                 )
                 fit_wide = StudyPCA(study).fit_linear_path
-            wide_record = _add_wide_path(
+            wide_record = add_wide_path(
                 network, fit_network, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
             )
-            wide_record["transductive"] = transductive
+        wide_record["transductive"] = transductive
         return GTLClassifier.from_network(
             network,
             gene_names=self.gene_names,
@@ -362,43 +362,3 @@ def _pca_rows(n_obs: int, *, seed: int) -> np.ndarray | None:
     if n_obs <= MAX_PCA_ROWS:
         return None
     return np.sort(np.random.default_rng(seed).choice(n_obs, MAX_PCA_ROWS, replace=False))
-
-
-def _add_wide_path(
-    network, fit_network, fit_wide, x, x_wide, y, *, wide_weight: float | None, seed: int
-) -> dict:
-    """Fit the wide path on the support, choose its weight, attach both to ``network``.
-
-    Returns the ``fit_record_`` entries of the wide path.
-    """
-    n_classes = network.head.out_features
-    record = {"wide": True}
-    if wide_weight is not None:
-        record.update(wide_weight=float(wide_weight), wide_weight_source="given")
-    elif int(torch.bincount(y).min()) < 2:
-        record.update(wide_weight=WIDE_WEIGHT_ONE_SHOT, wide_weight_source="one-shot default")
-    else:
-        codes = y.cpu().numpy()
-
-        def network_fold(train, test):
-            fold_network, _ = fit_network(x[train], y[train])
-            with torch.no_grad():
-                return fold_network(x[test])["logits"]
-
-        def wide_fold(train, test):
-            with torch.no_grad():
-                return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
-
-        weight, cv_losses = choose_wide_weight(
-            cross_validated_log_proba(network_fold, codes, seed=seed),
-            cross_validated_log_proba(wide_fold, codes, seed=seed),
-            codes,
-        )
-        record.update(
-            wide_weight=weight,
-            wide_weight_source="cross-validation",
-            wide_weight_grid=np.asarray(WIDE_WEIGHT_GRID),
-            wide_cv_log_loss=cv_losses,
-        )
-    network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
-    return record

@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
-from scgtl.module._classifier import pool_log_probabilities
+from scgtl.module._classifier import GTLClassifierModule, pool_log_probabilities
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -186,3 +186,75 @@ class StudyPCA:
             layer.weight.copy_(weight)
             layer.bias.copy_(on_components.bias - weight @ mean)
         return layer
+
+
+def add_wide_path(
+    network: GTLClassifierModule,
+    fit_network: Callable[[torch.Tensor, torch.Tensor], tuple[GTLClassifierModule, list]],
+    fit_wide: Callable[[torch.Tensor, torch.Tensor, int], nn.Linear],
+    x: torch.Tensor,
+    x_wide: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    wide_weight: float | None,
+    seed: int,
+) -> dict:
+    """Fit the wide path on the support, choose its weight, attach both to ``network``.
+
+    Parameters
+    ----------
+    network
+        The fitted network; it receives the wide path (:meth:`set_wide_path`).
+    fit_network
+        ``fit_network(x, y) -> (network, losses)``, re-fits the network on a fold.
+    fit_wide
+        ``fit_wide(x_wide, y, n_classes) -> nn.Linear`` (:func:`fit_linear_path` or
+        :meth:`StudyPCA.fit_linear_path`).
+    x, x_wide
+        The support rows over the network's genes and over the wide path's genes.
+    y
+        Their integer class codes.
+    wide_weight
+        A fixed weight, or ``None``: chosen by :func:`choose_wide_weight` on out-of-fold
+        predictions (:func:`cross_validated_log_proba`), :data:`WIDE_WEIGHT_ONE_SHOT` when a
+        class has a single sample.
+    seed
+        Seed of the fold assignment.
+
+    Returns
+    -------
+    The ``fit_record_`` entries of the wide path: ``"wide"``, ``"wide_weight"``,
+    ``"wide_weight_source"`` and, with cross-validation, ``"wide_weight_grid"`` and
+    ``"wide_cv_log_loss"``.
+    """
+    n_classes = network.head.out_features
+    record = {"wide": True}
+    if wide_weight is not None:
+        record.update(wide_weight=float(wide_weight), wide_weight_source="given")
+    elif int(torch.bincount(y).min()) < 2:
+        record.update(wide_weight=WIDE_WEIGHT_ONE_SHOT, wide_weight_source="one-shot default")
+    else:
+        codes = y.cpu().numpy()
+
+        def network_fold(train, test):
+            fold_network, _ = fit_network(x[train], y[train])
+            with torch.no_grad():
+                return fold_network(x[test])["logits"]
+
+        def wide_fold(train, test):
+            with torch.no_grad():
+                return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
+
+        weight, cv_losses = choose_wide_weight(
+            cross_validated_log_proba(network_fold, codes, seed=seed),
+            cross_validated_log_proba(wide_fold, codes, seed=seed),
+            codes,
+        )
+        record.update(
+            wide_weight=weight,
+            wide_weight_source="cross-validation",
+            wide_weight_grid=np.asarray(WIDE_WEIGHT_GRID),
+            wide_cv_log_loss=cv_losses,
+        )
+    network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
+    return record
