@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import scvi
 import torch
 from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
@@ -26,14 +29,25 @@ from scgtl.model._guide import GuideMixin
 from scgtl.model._transfer import TransferMixin
 from scgtl.module import GTLModule
 from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS
-from scgtl.train import StderrProgressBar
+from scgtl.train import (
+    DISTRIBUTED_SPLIT_SEED,
+    EpochCheckpoint,
+    StderrProgressBar,
+    TrainingLengthLog,
+    checkpoint_file,
+    is_distributed,
+    read_checkpoint,
+    seeded_split,
+    split_sizes,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
     from anndata import AnnData
 
     from scgtl._constants import Units
+    from scgtl.train import ResumePoint
 
 
 @doc.dedent
@@ -270,6 +284,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         compute_guide: bool = True,
         guide_kwargs: dict | None = None,
         enable_progress_bar: bool | None = None,
+        checkpoint_dir: str | os.PathLike | None = None,
+        resume: bool = False,
         **trainer_kwargs,
     ) -> None:
         """Pre-train the encoder, then run the scouts and compute the guide.
@@ -277,15 +293,23 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         Parameters
         ----------
         max_epochs
-            Passes over the corpus; default ``min(100, max(10, 300_000 // n_obs))``.
+            Passes over the corpus; default ``min(100, max(10, 300_000 // n_obs))``. When
+            resuming, the total including the epochs already done.
         accelerator, devices
-            Lightning's hardware settings (``"gpu"``, ``devices=2``, ``strategy="ddp"``...).
+            Lightning's hardware settings, e.g. ``accelerator="gpu", devices=4,
+            strategy="ddp"`` for four GPUs (``num_nodes=`` for several machines; see
+            ``docs/scaling.md``). Under DDP every process runs the same script: each trains on
+            its share of every epoch's batches, and each then runs the same seeded scouts and
+            holds the same guide. Save from one process only
+            (``if model.trainer.is_global_zero: model.save(...)``).
         batch_size
-            Mini-batch size of pre-training.
+            Mini-batch size of pre-training (per device under DDP).
         train_size
             Fraction of the corpus used for training (rest: validation), as in scvi-tools.
+            Under DDP without ``scvi.settings.seed`` the split is drawn with seed
+            ``DISTRIBUTED_SPLIT_SEED`` (0), so that every process has the same one.
         early_stopping
-            Stop when the validation loss stops improving.
+            Stop when the validation loss stops improving (scvi-tools turns it off under DDP).
         lr, weight_decay
             Adam learning rate and weight decay of pre-training. Adam's ``eps`` is PyTorch's
             ``1e-8`` rather than scvi-tools' ``0.01``: with the small gradients of this
@@ -301,31 +325,147 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         enable_progress_bar
             Show the progress of pre-training and of the scouts (on stderr); default
             :attr:`scgtl.settings.progress_bar`.
+        checkpoint_dir
+            Keep a resumable checkpoint of pre-training in this directory
+            (``checkpoint_dir/last.ckpt``, Lightning's format, rewritten after every epoch), so
+            an interrupted pre-training can be continued with ``resume=True``. A directory that
+            already holds a checkpoint needs ``resume=True``.
+        resume
+            Continue the pre-training saved in ``checkpoint_dir`` (weights, optimiser state,
+            epoch, random generators and train/validation split) up to ``max_epochs``, then run
+            the scouts as usual. The model must have the checkpoint's architecture and genes,
+            and the corpus its size. On one device the result equals an uninterrupted training.
         **trainer_kwargs
-            Passed to :class:`scvi.train.Trainer` / Lightning (e.g. ``strategy``).
+            Passed to :meth:`scvi.model.base.UnsupervisedTrainingMixin.train` and on to
+            :class:`scvi.train.Trainer` / Lightning (e.g. ``strategy``, ``num_nodes``,
+            ``callbacks``, ``datasplitter_kwargs``).
+
+        Raises
+        ------
+        ValueError
+            ``resume=True`` without ``checkpoint_dir``, or a checkpoint that does not fit the
+            model or the corpus.
+        FileNotFoundError, FileExistsError, NotADirectoryError
+            No checkpoint to resume, a checkpoint that ``resume=False`` would overwrite, or a
+            ``checkpoint_dir`` that is a file.
+
+        Notes
+        -----
+        If pre-training fails or is interrupted, the model is left as it was before the call
+        (its weights, history and whether it is trained); the checkpoint keeps the progress.
+        ``train`` logs (``logging.INFO``) the epochs it runs and the optimiser steps they take.
         """
         if max_epochs is None:
             max_epochs = int(min(100, max(10, 300_000 // max(self.adata.n_obs, 1))))
+        start = self._resume_point(checkpoint_dir, resume=resume)
         plan_kwargs = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         progress = progress_enabled(enable_progress_bar)
+        callbacks = [*trainer_kwargs.pop("callbacks", []), TrainingLengthLog()]
         if progress:
             # scvi-tools' own bar writes to stdout, where results go; this one writes to stderr.
-            callbacks = [*trainer_kwargs.pop("callbacks", []), StderrProgressBar()]
-            trainer_kwargs.update(callbacks=callbacks, simple_progress_bar=False)
-        super().train(
-            max_epochs=max_epochs,
-            accelerator=accelerator,
-            devices=devices,
-            batch_size=batch_size,
-            train_size=train_size,
-            early_stopping=early_stopping,
-            plan_kwargs=plan_kwargs,
-            enable_progress_bar=progress,
-            **trainer_kwargs,
+            callbacks.append(StderrProgressBar())
+            trainer_kwargs["simple_progress_bar"] = False
+        if checkpoint_dir is not None:
+            callbacks.append(EpochCheckpoint(checkpoint_dir))
+        if start is not None:
+            # scvi-tools' TrainRunner hands ckpt_path to Lightning's Trainer.fit.
+            trainer_kwargs["ckpt_path"] = str(start.path)
+        trainer_kwargs["datasplitter_kwargs"] = self._datasplitter_kwargs(
+            start, batch_size=batch_size, train_size=train_size, trainer_kwargs=trainer_kwargs
         )
+        with self._unchanged_on_failure():
+            super().train(
+                max_epochs=max_epochs,
+                accelerator=accelerator,
+                devices=devices,
+                batch_size=batch_size,
+                train_size=train_size,
+                early_stopping=early_stopping,
+                plan_kwargs=plan_kwargs,
+                enable_progress_bar=progress,
+                callbacks=callbacks,
+                **trainer_kwargs,
+            )
+        if self.trainer.world_size > 1:
+            # scvi-tools moves every process's model to the first device; scouts run on their own.
+            self.to_device(self.trainer.strategy.root_device)
         self.module.eval()
         if compute_guide:
             self.compute_guide(**{"progress": progress, **(guide_kwargs or {})})
+
+    def _resume_point(
+        self, checkpoint_dir: str | os.PathLike | None, *, resume: bool
+    ) -> ResumePoint | None:
+        """Check the checkpoint options; where to resume from (``None``: from the start)."""
+        if not isinstance(resume, bool):
+            raise ValueError(f"resume={resume!r} must be True or False.")
+        if checkpoint_dir is None:
+            if resume:
+                raise ValueError(
+                    "resume=True needs checkpoint_dir=, the directory an earlier "
+                    "train(checkpoint_dir=...) kept its checkpoint in."
+                )
+            return None
+        path = checkpoint_file(checkpoint_dir, resume=resume)
+        if not resume:
+            return None
+        weights = {f"module.{k}": v.shape for k, v in self.module.state_dict().items()}
+        return read_checkpoint(path, weights=weights, n_obs=self.adata.n_obs)
+
+    def _datasplitter_kwargs(
+        self,
+        start: ResumePoint | None,
+        *,
+        batch_size: int,
+        train_size: float | None,
+        trainer_kwargs: dict,
+    ) -> dict:
+        """scvi-tools' data splitter options, with the split fixed where it must not be drawn.
+
+        A resumed training keeps its checkpoint's split. Under DDP each process draws its own
+        split, from ``scvi.settings.seed``; unset, the processes would disagree, so the split
+        is drawn here from a fixed seed, the same in every process.
+        """
+        kwargs = dict(trainer_kwargs.pop("datasplitter_kwargs", None) or {})
+        if start is not None and start.split is not None:
+            kwargs["external_indexing"] = start.split
+        elif (
+            is_distributed(trainer_kwargs.get("strategy"))
+            and scvi.settings.seed is None
+            and trainer_kwargs.get("shuffle_set_split", True)
+            and "external_indexing" not in kwargs
+        ):
+            n_train, n_val = split_sizes(
+                self._data_splitter_cls,
+                self.adata_manager,
+                train_size=train_size,
+                validation_size=trainer_kwargs.get("validation_size"),
+                batch_size=batch_size,
+                **kwargs,
+            )
+            kwargs["external_indexing"] = seeded_split(
+                self.adata.n_obs, n_train, n_val, seed=DISTRIBUTED_SPLIT_SEED
+            )
+        return kwargs
+
+    @contextlib.contextmanager
+    def _unchanged_on_failure(self) -> Iterator[None]:
+        """Put back the weights, history and trained flag if pre-training fails or is stopped.
+
+        Lightning leaves a half-trained module behind; a model whose weights no longer match
+        its guide and history would be worse than the model before the call.
+        """
+        weights = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+        before = {"is_trained_": self.is_trained_, "history_": self.history_}
+        training = self.module.training
+        try:
+            yield
+        except BaseException:
+            self.module.load_state_dict(weights)
+            self.module.train(training)
+            for name, value in before.items():
+                setattr(self, name, value)
+            raise
 
     # ------------------------------------------------------------------ embedding
     @uses_threads

@@ -1,6 +1,19 @@
 """Training loops: the guided update, few-shot fine-tuning, scouts and target adaptation."""
 
 from scgtl.train._adapt import fit_masked_reconstruction
+from scgtl.train._checkpoint import (
+    CHECKPOINT_FILE,
+    EpochCheckpoint,
+    ResumePoint,
+    checkpoint_file,
+    read_checkpoint,
+)
+from scgtl.train._distributed import (
+    DISTRIBUTED_SPLIT_SEED,
+    is_distributed,
+    seeded_split,
+    split_sizes,
+)
 from scgtl.train._few_shot import (
     check_head_init,
     check_training_settings,
@@ -9,7 +22,7 @@ from scgtl.train._few_shot import (
     prototype_head,
 )
 from scgtl.train._guided import GuidedUpdate
-from scgtl.train._progress import StderrProgressBar
+from scgtl.train._progress import StderrProgressBar, TrainingLengthLog
 from scgtl.train._scouts import run_scouts
 from scgtl.train._wide import (
     MAX_PCA_ROWS,
@@ -24,6 +37,16 @@ from scgtl.train._wide import (
 )
 
 __all__ = [
+    "CHECKPOINT_FILE",
+    "DISTRIBUTED_SPLIT_SEED",
+    "EpochCheckpoint",
+    "ResumePoint",
+    "TrainingLengthLog",
+    "checkpoint_file",
+    "is_distributed",
+    "read_checkpoint",
+    "seeded_split",
+    "split_sizes",
     "MAX_PCA_ROWS",
     "WIDE_WEIGHT_GRID",
     "WIDE_WEIGHT_ONE_SHOT",
