@@ -9,8 +9,10 @@ path), gtl_network (the guided network alone, wide=False), finetune, logreg (ind
 the transductive baselines pca_logreg, pca_knn, pca_label_spreading, pca_self_training.
 
     python benchmarks/do_no_harm.py --out benchmarks/results/do_no_harm
+    python benchmarks/do_no_harm.py --methods gtl_transductive --out results/transductive
+    python benchmarks/do_no_harm.py --time-adaptation   # transductive=True's adaptation
 
-Writes <out>/<target>/ (results.csv, summary.md, accuracy_vs_k.png) and <out>/overview.csv
+`--models DIR` keeps the pre-trained models in DIR for the next run. Writes <out>/<target>/ (results.csv, summary.md, accuracy_vs_k.png) and <out>/overview.csv
 (mean balanced accuracy over k and mean fit seconds per method and target). About 20 min on
 the 2-core machine, one thread.
 """
@@ -41,11 +43,38 @@ METHODS = (
 )
 
 
-def tasks(targets, folder):
-    """(name, model, target, labels_key, units) for each target, pre-training on demand."""
+def pretrained(name: str, build, cache: Path | None):
+    """``build()``'s model, saved under ``cache/name`` (with its corpus) and reloaded from there.
+
+    Pre-training is deterministic per seed, so a cached model is the one ``build()`` would give;
+    the cache only saves minutes when several scripts run on the same models.
+    """
+    if cache is None:
+        return build()
+    path = cache / name
+    if (path / "model.pt").exists():
+        return scgtl.GTL.load(path)
+    model = build()
+    model.save(path, overwrite=True, save_anndata=True)
+    return model
+
+
+def tasks(targets, folder, cache: Path | None = None, model_kwargs: dict | None = None):
+    """(name, model, target, labels_key, units) for each target, pre-training on demand.
+
+    ``model_kwargs`` (e.g. ``{"n_latent": 256}``) go to every :class:`scgtl.GTL`; the cache
+    keeps such models under their own names.
+    """
+    suffix = "".join(f"_{key}{value}" for key, value in sorted((model_kwargs or {}).items()))
+
+    def pretrain(corpus):
+        return benchmark.pretrain(
+            corpus, units="counts", n_hvg=2000, seed=0, model_kwargs=model_kwargs
+        )
+
     if "kang_stim" in targets:
         pbmc_a = datasets.mudan_pbmcA(data_dir=folder, download=False)
-        model = benchmark.pretrain(pbmc_a, units="counts", n_hvg=2000, seed=0)
+        model = pretrained(f"mudan_pbmcA{suffix}", lambda: pretrain(pbmc_a), cache)
         yield (
             "kang_stim",
             model,
@@ -55,7 +84,7 @@ def tasks(targets, folder):
         )
     real = [t for t in targets if t in ("mudan_ref", "pbmc68k_reduced", "yan")]
     if real:
-        model = benchmark.pretrain(load_corpus(folder), units="counts", n_hvg=2000, seed=0)
+        model = pretrained(f"pbmc_corpus{suffix}", lambda: pretrain(load_corpus(folder)), cache)
         for name in real:
             target, labels_key, units = load_target(name, folder)
             yield name, model, target, labels_key, units
@@ -63,7 +92,11 @@ def tasks(targets, folder):
         corpus, target = benchmark.default_task()
         yield (
             "default",
-            benchmark.pretrain_default(corpus, seed=0),
+            pretrained(
+                f"default{suffix}",
+                lambda: benchmark.pretrain_default(corpus, seed=0, model_kwargs=model_kwargs),
+                cache,
+            ),
             target,
             benchmark.DEFAULT_LABELS_KEY,
             "log1p",
@@ -79,11 +112,22 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/do_no_harm"))
+    parser.add_argument(
+        "--models", type=Path, default=None, help="cache the pre-trained models in this folder"
+    )
+    parser.add_argument(
+        "--time-adaptation",
+        action="store_true",
+        help="only time model.adapted_to(target), the adaptation of transductive=True",
+    )
     args = parser.parse_args()
     for name in ("lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
     scgtl.settings.n_threads = args.threads
     scgtl.settings.progress_bar = False
+    if args.time_adaptation:
+        time_adaptation(args.targets, args.models)
+        return
     run(
         args.targets,
         args.methods,
@@ -92,13 +136,37 @@ def main() -> None:
         n_episodes=args.n_episodes,
         seed=args.seed,
         title="inductive and transductive regimes",
+        models=args.models,
     )
 
 
-def run(targets, methods, out: Path, *, k_shots, n_episodes: int, seed: int, title: str) -> None:
-    """Benchmark ``methods`` on each target; save each result and ``out/overview.csv``."""
+def time_adaptation(targets, models: Path | None) -> None:
+    """Print the seconds ``fine_tune(transductive=True)`` spends adapting to each target."""
+    for name, model, target, _, units in tasks(targets, data_dir(), models):
+        start = time.perf_counter()
+        model.adapted_to(target, units=units)
+        print(f"{name}: adaptation {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def run(
+    targets,
+    methods,
+    out: Path,
+    *,
+    k_shots,
+    n_episodes: int,
+    seed: int,
+    title: str,
+    models: Path | None = None,
+    model_kwargs: dict | None = None,
+) -> None:
+    """Benchmark ``methods`` on each target; save each result and ``out/overview.csv``.
+
+    ``models``: a folder caching the pre-trained models (see :func:`pretrained`);
+    ``model_kwargs``: options of every pre-trained :class:`scgtl.GTL`.
+    """
     rows = []
-    for name, model, target, labels_key, units in tasks(targets, data_dir()):
+    for name, model, target, labels_key, units in tasks(targets, data_dir(), models, model_kwargs):
         start = time.perf_counter()
         result = benchmark.few_shot(
             model,

@@ -7,7 +7,10 @@ weight w on the wide path), and pools whose weight is chosen on the support by
 cross-validation (`cv_<pool>_<criterion>_<one-shot weight>`; criterion `ll` out-of-fold
 log-loss, `acc` balanced accuracy, `accll` accuracy then log-loss; `cal` first
 temperature-scales each path on its out-of-fold predictions). The package default is
-`cv_geo_ll_0.75`.
+`cv_geo_ll_0.75`. Leaning toward the wide path: `cv_floor<f>` (the chosen weight, at least f),
+`cv_tol<t>` (the largest weight whose out-of-fold log-loss is within t of the least), and
+`cv_bma` (the pools averaged with weights exp(-n_support * log-loss), a Bayesian model average);
+all with 0.75 at one shot.
 
     python benchmarks/wide_path_rules.py
 """
@@ -71,6 +74,31 @@ def chosen_weight(e, codes, how, criterion, calibrate):
     return GRID[int(np.argmax(scores))]
 
 
+def log_losses(e, codes):
+    """Out-of-fold log-loss of the log-linear pool at every weight of the grid."""
+    net, wide = log(e["deep_oof"]), log(e["wide_oof"])
+    return np.array([log_loss(log_softmax(pool(net, wide, w, "geo")), codes) for w in GRID])
+
+
+def leaning_rules(e, codes, net, wide):
+    """The pooled log-probabilities of the rules that lean toward the wide path."""
+    if codes is None:
+        one_shot = pool(net, wide, 0.75, "geo")
+        return dict.fromkeys(("cv_floor0.5", "cv_tol0.02", "cv_tol0.05", "cv_bma"), one_shot)
+    losses = log_losses(e, codes)
+    chosen = GRID[int(np.argmin(losses))]
+    rules = {"cv_floor0.5": pool(net, wide, max(chosen, 0.5), "geo")}
+    for tolerance in (0.02, 0.05):
+        weight = GRID[np.flatnonzero(losses <= losses.min() + tolerance).max()]
+        rules[f"cv_tol{tolerance}"] = pool(net, wide, weight, "geo")
+    posterior = np.exp(-len(codes) * (losses - losses.min()))
+    posterior /= posterior.sum()
+    rules["cv_bma"] = sum(
+        p * log_softmax(pool(net, wide, w, "geo")) for p, w in zip(posterior, GRID, strict=True)
+    )
+    return rules
+
+
 def episode_scores(e):
     classes = np.asarray(e["classes"])
     net, wide = log(e["deep"]), log(e["wide"])
@@ -90,6 +118,8 @@ def episode_scores(e):
                 row[f"cv_{how}_{criterion}_{one_shot}"] = score(pool(net, wide, w, how))
     w = 0.75 if codes is None else chosen_weight(e, codes, "geo", "ll", True)
     row["cv_cal_geo_ll_0.75"] = score(pool(net, wide, w, "geo"))
+    for name, pooled in leaning_rules(e, codes, net, wide).items():
+        row[name] = score(pooled)
     return row
 
 

@@ -11,6 +11,7 @@ from anndata import AnnData
 from sklearn.linear_model import LogisticRegression
 
 import scgtl
+from scgtl.data import study_fingerprint
 from scgtl.train import (
     WIDE_WEIGHT_GRID,
     WIDE_WEIGHT_ONE_SHOT,
@@ -199,12 +200,47 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=0, units="log1p")
     clf = gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs)
     snapshot.assert_unchanged(pbmc_target)
-    assert clf.fit_record_["transductive"] is True
-    inductive = gtl_model.fine_tune(pbmc_target, **kwargs)
-    assert inductive.fit_record_["transductive"] is False
+    assert clf.fit_record_["transductive"] is True and clf.fit_record_["adapted"] is True
     support = pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])
     truth = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()[~support]
     predicted = clf.predict(pbmc_target, inplace=False).astype(str).to_numpy()[~support]
     assert (predicted == truth).mean() > 0.6  # 4 classes: chance is about 0.25
+    # The adaptation fine_tune ran is adapted_to's: seed 0, once per study. Fine-tuning the
+    # adapted model gives the same classifier, and adapting it again gives itself.
+    adapted = gtl_model.adapted_to(pbmc_target, units="log1p")
+    assert adapted is not gtl_model and adapted.adaptation_["seed"] == 0
+    assert adapted.adapted_to(pbmc_target, units="log1p") is adapted
+    reused = adapted.fine_tune(pbmc_target, transductive=True, **kwargs)
+    pd.testing.assert_frame_equal(clf.predict_proba(pbmc_target), reused.predict_proba(pbmc_target))
+    first = "hidden.fc_layers.Layer 0.0.weight"
+    pretrained = dict(gtl_model.module.encoder.named_parameters())[first]
+    assert not torch.equal(pretrained, dict(adapted.module.encoder.named_parameters())[first])
+    inductive = gtl_model.fine_tune(pbmc_target, **kwargs)
+    assert inductive.fit_record_["transductive"] is False
+    assert inductive.fit_record_["adapted"] is False
     with pytest.raises(ValueError, match="needs wide=True"):
         gtl_model.fine_tune(pbmc_target, transductive=True, wide=False, **kwargs)
+
+
+def test_study_fingerprint_names_rows_genes_and_units(pbmc_target):
+    def print_of(adata, units="log1p", layer=None):
+        return study_fingerprint(adata, layer=layer, units=units)
+
+    assert print_of(pbmc_target) == print_of(pbmc_target.copy())
+    assert print_of(pbmc_target[:100]) != print_of(pbmc_target)
+    assert print_of(pbmc_target[:, :100]) != print_of(pbmc_target)
+    assert print_of(pbmc_target, units="counts") != print_of(pbmc_target)
+    assert print_of(pbmc_target, layer="raw") != print_of(pbmc_target)
+
+
+def test_transductive_without_corpus_adapts_on_the_study_alone(
+    gtl_model, pbmc_target, tmp_path, monkeypatch
+):
+    gtl_model.save(tmp_path / "model")
+    bare = scgtl.GTL.load(tmp_path / "model")
+    assert bare.adata is None
+    calls = []
+    monkeypatch.setattr(bare, "adapt", lambda adata, **kwargs: calls.append(kwargs) or bare)
+    with pytest.warns(UserWarning, match="replay=0"):
+        bare.adapted_to(pbmc_target, units="log1p")
+    assert calls == [{"layer": None, "units": "log1p", "replay": 0.0, "seed": 0}]

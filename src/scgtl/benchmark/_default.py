@@ -68,9 +68,28 @@ def pretrain_default(
     *,
     seed: int = 0,
     train_kwargs: dict | None = None,
+    model_kwargs: dict | None = None,
     progress: bool | None = None,
 ):
-    """Pre-train a :class:`scgtl.GTL` on the embedded default's corpus (labelled, log1p)."""
+    """Pre-train a :class:`scgtl.GTL` on the embedded default's corpus (labelled, log1p).
+
+    Parameters
+    ----------
+    corpus
+        The corpus of :func:`default_task`.
+    seed
+        Seeds pre-training and the scouts.
+    train_kwargs
+        Options of :meth:`scgtl.GTL.train`, over the default's (:data:`DEFAULT_TRAIN_KWARGS`).
+    model_kwargs
+        Options of :class:`scgtl.GTL` (e.g. ``n_latent``).
+    progress
+        Show progress bars (on stderr); default :attr:`scgtl.settings.progress_bar`.
+
+    Returns
+    -------
+    The trained model, with its guide.
+    """
     from scgtl.benchmark._pretrain import pretrain
 
     kwargs = {**DEFAULT_TRAIN_KWARGS, **(train_kwargs or {})}
@@ -83,6 +102,7 @@ def pretrain_default(
         max_epochs=max_epochs,
         seed=seed,
         progress=progress,
+        model_kwargs=model_kwargs,
         train_kwargs=kwargs,
     )
 

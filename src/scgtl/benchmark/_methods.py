@@ -194,6 +194,16 @@ class TargetData:
             )
         return self._adapted[key]
 
+    @cached_property
+    def transductive_model(self):
+        """The model adapted to the target as ``fine_tune(transductive=True)`` adapts it.
+
+        :meth:`scgtl.GTL.adapted_to` on the unlabelled target, once: every episode's
+        ``fine_tune(transductive=True)`` then recognises the study and reuses it, exactly as a
+        user's repeated calls on one study would.
+        """
+        return self.model.adapted_to(self.unlabelled(), layer=self.layer, units=self.units)
+
     def masked(self, support: np.ndarray) -> AnnData:
         """A light AnnData sharing the target's matrix, with labels only on ``support`` rows.
 
@@ -671,9 +681,21 @@ class FineTuneMethod(Method):
         self.fine_tune_kwargs = fine_tune_kwargs
 
     def prepare(self, data: TargetData) -> None:
-        """Adapt the model to the target once, when ``adapt`` is set."""
-        if self.adapt is not None and data.model is not None:
-            data.adapted_model(**self.adapt)
+        """Adapt the model to the target once, for ``adapt`` or ``transductive=True``.
+
+        ``fine_tune(transductive=True)`` adapts the model to the study; the adapted model is
+        made here, once per target, and every episode's ``fine_tune`` recognises it.
+        """
+        if data.model is not None:
+            self._pretrained(data)
+
+    def _pretrained(self, data: TargetData):
+        """The model this method fine-tunes: adapted to the target, or as pre-trained."""
+        if self.adapt is not None:
+            return data.adapted_model(**self.adapt)
+        if self.fine_tune_kwargs.get("transductive", False) and not self.from_scratch:
+            return data.transductive_model
+        return data.model
 
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
         """Fine-tune on the support rows (:meth:`fit`); probabilities of the query rows."""
@@ -689,8 +711,7 @@ class FineTuneMethod(Method):
         if task.model is None:
             raise ValueError(f"Method {self.name!r} needs a pre-trained model; none was given.")
         data = task.data
-        model = task.model if self.adapt is None else data.adapted_model(**self.adapt)
-        return model.fine_tune(
+        return self._pretrained(data).fine_tune(
             task.masked_target(),
             labels_key=data.labels_key,
             support_indices=task.support_indices,
@@ -792,8 +813,8 @@ def builtin_methods() -> dict[str, Method]:
             use_guide=True,
             transductive=True,
             description=(
-                "GTL with transductive=True: the wide path is logistic regression on the PCA of "
-                "all target rows (transductive)"
+                "GTL with transductive=True: fine-tuned from the model adapted to the "
+                "unlabelled target, the wide path on the PCA of all target rows (transductive)"
             ),
         ),
         FineTuneMethod(

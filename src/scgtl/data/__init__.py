@@ -1,7 +1,7 @@
 """Data handling: declared units, gene alignment, batched reading and k-shot sampling."""
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
-from scgtl.data._checks import check_anndata, check_corpus, check_layer
+from scgtl.data._checks import check_anndata, check_corpus, check_layer, study_fingerprint
 from scgtl.data._genes import (
     N_TOP_GENES,
     check_gene_subset,
@@ -45,6 +45,7 @@ __all__ = [
     "read_log_expression",
     "row_sampler",
     "sample_k_shot",
+    "study_fingerprint",
     "support_rows",
     "training_genes",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from anndata import AnnData
@@ -58,3 +59,30 @@ def check_corpus(
         raise ValueError(f"obs[{labels_key!r}] has missing labels; drop or fill them.")
     if library_size_key is not None:
         check_library_sizes(adata.obs[library_size_key], units, key=library_size_key)
+
+
+def study_fingerprint(adata: AnnData, *, layer: str | None, units: Units) -> str:
+    """A short hash naming a study: its observation and gene names, its layer and units.
+
+    Lets a model adapted to a study (:meth:`scgtl.GTL.adapt`) recognise it again, so that
+    ``fine_tune(transductive=True)`` does not adapt twice to the same rows. The values are not
+    hashed (reading a large matrix would cost more than it saves): a study whose names are
+    unchanged but whose values were replaced counts as the same study.
+
+    Parameters
+    ----------
+    adata
+        The study.
+    layer, units
+        How its values are read.
+
+    Returns
+    -------
+    A hexadecimal SHA-1 digest.
+    """
+    digest = hashlib.sha1(usedforsecurity=False)
+    for names in (adata.obs_names, adata.var_names):
+        digest.update(str(len(names)).encode())
+        digest.update("\0".join(map(str, names)).encode())
+    digest.update(f"{layer!r}|{units}".encode())
+    return digest.hexdigest()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,6 +23,7 @@ from scgtl.data import (
     check_layer,
     check_units_name,
     row_sampler,
+    study_fingerprint,
     support_rows,
 )
 from scgtl.model._classifier import GTLClassifier
@@ -48,6 +50,11 @@ if TYPE_CHECKING:
 
 #: Default number of steps of :meth:`GTL.adapt`.
 ADAPT_STEPS = 1000
+#: Fraction of corpus rows in each adaptation batch (:meth:`GTL.adapt`'s default ``replay``).
+ADAPT_REPLAY = 0.5
+#: Seed of the adaptation that ``fine_tune(transductive=True)`` runs, the same for every
+#: fine-tuning seed: one study gives one adapted model, which every fine-tuning of it reuses.
+TRANSDUCTIVE_ADAPT_SEED = 0
 
 
 class TransferMixin:
@@ -62,7 +69,7 @@ class TransferMixin:
         layer: str | None = None,
         units: Units | None = None,
         n_steps: int = ADAPT_STEPS,
-        replay: float = 0.5,
+        replay: float = ADAPT_REPLAY,
         batch_size: int = 128,
         lr: float = 1e-3,
         weight_decay: float = 1e-5,
@@ -98,7 +105,8 @@ class TransferMixin:
         Returns
         -------
         A new :class:`~scgtl.GTL` whose ``adaptation_`` records the settings, the target's size
-        and the loss at every step.
+        (``"n_obs"``), a fingerprint of the target (``"study"``, see
+        :func:`scgtl.data.study_fingerprint`) and the loss at every step (``"losses"``).
         """
         check_anndata(adata)
         units = self.units if units is None else units
@@ -135,6 +143,7 @@ class TransferMixin:
         )
         adapted.adaptation_ = {
             "n_obs": adata.n_obs,
+            "study": study_fingerprint(adata, layer=layer, units=units),
             "n_steps": n_steps,
             "replay": replay,
             "batch_size": batch_size,
@@ -145,6 +154,48 @@ class TransferMixin:
             "losses": np.asarray(losses, dtype=np.float32),
         }
         return adapted
+
+    @doc.dedent
+    def adapted_to(
+        self, adata: AnnData, *, layer: str | None = None, units: Units | None = None
+    ) -> GTL:
+        """The model adapted to a study, as ``fine_tune(transductive=True)`` adapts it.
+
+        The model itself when it is already adapted to ``adata`` (the result of :meth:`adapt`
+        on a study with the same observation and gene names, layer and units, whatever its
+        settings); otherwise :meth:`adapt` with its defaults and seed 0, the same for every
+        fine-tuning seed, so that every fine-tuning of one study starts from the same adapted
+        model. A model without its corpus attached (loaded without ``adata=``) adapts on the
+        study alone (``replay=0``), with a warning.
+
+        Parameters
+        ----------
+        adata
+            The study; every row is read, no label.
+        %(param_query_layer_units)s
+
+        Returns
+        -------
+        A :class:`~scgtl.GTL` whose ``adaptation_`` names this study.
+        """
+        units = self.units if units is None else units
+        adaptation = getattr(self, "adaptation_", None)
+        if adaptation is not None and adaptation.get("study") == study_fingerprint(
+            adata, layer=layer, units=units
+        ):
+            return self
+        replay = ADAPT_REPLAY
+        if self.adata is None:
+            warnings.warn(
+                "The model has no corpus attached (load it with adata=corpus to replay corpus "
+                "rows): adapting to the study on its own rows only (replay=0).",
+                UserWarning,
+                stacklevel=3,
+            )
+            replay = 0.0
+        return self.adapt(
+            adata, layer=layer, units=units, replay=replay, seed=TRANSDUCTIVE_ADAPT_SEED
+        )
 
     def _row_sampler(self, adata, layer, units, n_rows, rng, library_size=None, *, warn=True):
         """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes."""
@@ -236,11 +287,14 @@ class TransferMixin:
             ``1``: the logistic regression's); ``None`` (the default) chooses it on the support
             as described above, at the cost of re-fitting the network once per fold.
         transductive
-            Also learn from the unlabelled rows of ``adata`` (never their labels): the wide
-            path is then logistic regression on the principal components of the study (50,
-            fitted on all of its rows, or 20,000 random ones of a larger study), as the
-            benchmark's ``pca_logreg`` baseline, folded into a linear layer on the study's
-            genes. Needs ``wide=True``. The classifier still predicts any query.
+            Also learn from the unlabelled rows of ``adata`` (never their labels), in two ways:
+            the pre-trained model is first adapted to the study (:meth:`adapted_to`: 1,000
+            steps of :meth:`adapt`, seed 0, once per study), and the wide path is logistic
+            regression on the principal components of the study (50, fitted on all of its rows,
+            or 20,000 random ones of a larger study), as the benchmark's ``pca_logreg``
+            baseline, folded into a linear layer on the study's genes. Needs ``wide=True``.
+            The classifier still predicts any query. Measured against the transductive
+            baselines in ``docs/benchmarks.md``.
         %(param_fit_hooks)s
             The hooks also apply to the cross-validation's fits; ``callback`` sees only the
             final fit's steps.
@@ -249,7 +303,8 @@ class TransferMixin:
         -------
         A fitted :class:`~scgtl.GTLClassifier`; its ``fit_record_`` holds the support's
         ``obs_names`` (``"support_obs_names"``), the loss at every step, the wide path's weight
-        and how it was chosen, and these settings.
+        and how it was chosen, whether the network started from an adapted model
+        (``"adapted"``), and these settings.
 
         Raises
         ------
@@ -282,11 +337,14 @@ class TransferMixin:
         )
         check_layer(adata, layer=layer, units=units)
         x = self._read_rows(adata, layer=layer, units=units, indices=support)
+        # Adapting a network trained from scratch would undo the point of from_scratch.
+        adapt = transductive and not from_scratch
+        pretrained = self.adapted_to(adata, layer=layer, units=units) if adapt else self
         support_labels = pd.Categorical(labels.iloc[support].astype(str))
         y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)
         fit_network = functools.partial(
             fine_tune_network,
-            None if from_scratch else self.module.encoder,
+            None if from_scratch else pretrained.module.encoder,
             n_classes=len(support_labels.categories),
             architecture=self.architecture_,
             seed=seed,
@@ -317,6 +375,7 @@ class TransferMixin:
                 network, fit_network, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
             )
         wide_record["transductive"] = transductive
+        wide_record["adapted"] = getattr(pretrained, "adaptation_", None) is not None
         return GTLClassifier.from_network(
             network,
             gene_names=self.gene_names,
