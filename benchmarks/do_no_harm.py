@@ -12,9 +12,10 @@ the transductive baselines pca_logreg, pca_knn, pca_label_spreading, pca_self_tr
     python benchmarks/do_no_harm.py --methods gtl_transductive --out results/transductive
     python benchmarks/do_no_harm.py --time-adaptation   # transductive=True's adaptation
 
-`--models DIR` keeps the pre-trained models in DIR for the next run. Writes <out>/<target>/ (results.csv, summary.md, accuracy_vs_k.png) and <out>/overview.csv
-(mean balanced accuracy over k and mean fit seconds per method and target). About 20 min on
-the 2-core machine, one thread.
+`--models DIR` keeps the pre-trained models in DIR for the next run. Writes <out>/<target>/
+(results.csv, summary.md, accuracy_vs_k.png) and <out>/overview.csv (mean balanced accuracy
+over k and mean fit seconds per method and target). About 20 min on the 2-core machine, one
+thread.
 """
 
 from __future__ import annotations

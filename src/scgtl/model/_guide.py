@@ -45,6 +45,7 @@ class GuideMixin:
         head_init: HeadInit = "prototypes",
         seed: int = 0,
         progress: bool | None = None,
+        batched: bool = True,
     ) -> dict[str, torch.Tensor]:
         """Run scouts on the corpus and (re)compute the guide, without re-pre-training.
 
@@ -83,6 +84,10 @@ class GuideMixin:
             Seed of the subsample, clustering, scout draws and scout training.
         progress
             Show a progress bar (on stderr); default :attr:`scgtl.settings.progress_bar`.
+        batched
+            Train the scouts in batches, as one batched model (the default), or one after
+            another. The guide is the same up to floating-point rounding (see
+            :func:`scgtl.train.run_scouts`); batched is several times faster.
 
         Returns
         -------
@@ -114,6 +119,7 @@ class GuideMixin:
             seed=seed,
             progress=progress,
             head_init=head_init,
+            batched=batched,
         )
         self.guide_ = guide_from_changes(
             changes,
@@ -125,7 +131,7 @@ class GuideMixin:
             intercept=intercept,
             scale=scale,
         )
-        del settings["progress"]
+        del settings["progress"], settings["batched"]  # how it ran, not what it computed
         self.guide_settings_ = {**settings, "groups": "labels" if self.labels_key else "kmeans"}
         return self.guide_
 

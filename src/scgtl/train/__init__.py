@@ -1,6 +1,7 @@
 """Training loops: the guided update, few-shot fine-tuning, scouts and target adaptation."""
 
 from scgtl.train._adapt import fit_masked_reconstruction
+from scgtl.train._batched_scouts import SCOUT_MEMORY_BYTES, fit_scouts_batched, scout_batch_size
 from scgtl.train._checkpoint import (
     CHECKPOINT_FILE,
     EpochCheckpoint,
@@ -48,6 +49,7 @@ __all__ = [
     "seeded_split",
     "split_sizes",
     "MAX_PCA_ROWS",
+    "SCOUT_MEMORY_BYTES",
     "WIDE_WEIGHT_GRID",
     "WIDE_WEIGHT_ONE_SHOT",
     "GuidedUpdate",
@@ -63,6 +65,8 @@ __all__ = [
     "fit_few_shot",
     "fit_linear_path",
     "fit_masked_reconstruction",
+    "fit_scouts_batched",
     "prototype_head",
     "run_scouts",
+    "scout_batch_size",
 ]
