@@ -104,17 +104,55 @@ def tasks(targets, folder, cache: Path | None = None, model_kwargs: dict | None 
         )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def study_parser(
+    description: str, methods, *, default_out: str, only_these: bool = False
+) -> argparse.ArgumentParser:
+    """The options every study of these targets takes (this script and the variant scripts).
+
+    ``methods``: the default ``--methods``; with ``only_these`` also the only ones accepted (a
+    variant script's own methods rather than any built-in name).
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=list(methods),
+        choices=list(methods) if only_these else None,
+    )
     parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/do_no_harm"))
+    parser.add_argument("--out", type=Path, default=Path(default_out))
     parser.add_argument(
         "--models", type=Path, default=None, help="cache the pre-trained models in this folder"
+    )
+    return parser
+
+
+def run_study(args, methods, *, title: str, model_kwargs: dict | None = None) -> None:
+    """:func:`run` with the parsed options of :func:`study_parser`, quietly, on ``threads``."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    scgtl.settings.n_threads = args.threads
+    scgtl.settings.progress_bar = False
+    run(
+        args.targets,
+        methods,
+        args.out,
+        k_shots=args.k_shots,
+        n_episodes=args.n_episodes,
+        seed=args.seed,
+        title=title,
+        models=args.models,
+        model_kwargs=model_kwargs,
+    )
+
+
+def main() -> None:
+    parser = study_parser(
+        __doc__.splitlines()[0], METHODS, default_out="benchmarks/results/do_no_harm"
     )
     parser.add_argument(
         "--time-adaptation",
@@ -122,23 +160,12 @@ def main() -> None:
         help="only time model.adapted_to(target), the adaptation of transductive=True",
     )
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    scgtl.settings.n_threads = args.threads
-    scgtl.settings.progress_bar = False
     if args.time_adaptation:
+        scgtl.settings.n_threads = args.threads
+        scgtl.settings.progress_bar = False
         time_adaptation(args.targets, args.models)
         return
-    run(
-        args.targets,
-        args.methods,
-        args.out,
-        k_shots=args.k_shots,
-        n_episodes=args.n_episodes,
-        seed=args.seed,
-        title="inductive and transductive regimes",
-        models=args.models,
-    )
+    run_study(args, args.methods, title="inductive and transductive regimes")
 
 
 def time_adaptation(targets, models: Path | None) -> None:

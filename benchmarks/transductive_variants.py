@@ -26,19 +26,14 @@ Writes <out>/<target>/ and <out>/overview.csv, as do_no_harm.py.
 
 from __future__ import annotations
 
-import argparse
-import logging
-from pathlib import Path
-
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from do_no_harm import TARGETS, run
+from do_no_harm import run_study, study_parser
 from scipy import sparse
 from sklearn.neighbors import kneighbors_graph
 
-import scgtl
 from scgtl import benchmark
 
 N_NEIGHBORS = 15
@@ -203,31 +198,15 @@ def variants() -> dict[str, benchmark.Method]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
-    parser.add_argument("--methods", nargs="+", default=list(variants()), choices=list(variants()))
-    parser.add_argument("--k-shots", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--n-episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", type=Path, default=None, help="cache of pre-trained models")
-    parser.add_argument("--out", type=Path, default=Path("results/transductive_variants"))
-    args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    scgtl.settings.n_threads = args.threads
-    scgtl.settings.progress_bar = False
     chosen = variants()
-    run(
-        args.targets,
-        [chosen[name] for name in args.methods],
-        args.out,
-        k_shots=args.k_shots,
-        n_episodes=args.n_episodes,
-        seed=args.seed,
-        title="transductive variants",
-        models=args.models,
+    parser = study_parser(
+        __doc__.splitlines()[0],
+        chosen,
+        only_these=True,
+        default_out="results/transductive_variants",
     )
+    args = parser.parse_args()
+    run_study(args, [chosen[name] for name in args.methods], title="transductive variants")
 
 
 if __name__ == "__main__":
