@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import pytest
+import scvi
+import torch
 
 import scgtl
+from scgtl.train import TrainingDisplay, estimate_scout_seconds
 
 
 def _train(corpus, fast_guide, **kwargs):
@@ -17,9 +23,11 @@ def _train(corpus, fast_guide, **kwargs):
 def test_bars_go_to_stderr(pbmc_corpus, fast_guide, capsys):
     _train(pbmc_corpus, fast_guide, enable_progress_bar=True)
     out, err = capsys.readouterr()
-    assert "Epoch 2/2" in err
-    assert "Scouts" in err
-    assert "Epoch" not in out and "Scouts" not in out
+    # One display for the whole call, a row per phase.
+    for row in ("train()", "Pre-training: epoch 2/2", "Scouts: scout 3/3"):
+        assert row in err
+        assert row not in out
+    assert "left 0:00:00" in err  # both phases over
 
 
 @pytest.mark.parametrize("switch", ["argument", "setting"])
@@ -41,7 +49,7 @@ def test_one_switch_silences_every_bar(pbmc_corpus, pbmc_target, fast_guide, cap
     finally:
         scgtl.settings.progress_bar = True
     out, err = capsys.readouterr()
-    for text in ("Epoch", "Training", "Scouts", "few-shot benchmark"):
+    for text in ("Epoch", "epoch", "train()", "Scouts", "few-shot benchmark"):
         assert text not in out and text not in err
 
 
@@ -49,3 +57,67 @@ def test_progress_setting_rejects_non_booleans():
     with pytest.raises(ValueError, match="progress_bar='no'"):
         scgtl.settings.progress_bar = "no"
     assert scgtl.settings.progress_bar is True
+
+
+def test_train_logs_the_scouts(pbmc_corpus, fast_guide, caplog):
+    with caplog.at_level(logging.INFO, logger="scgtl"):
+        _train(pbmc_corpus, fast_guide, enable_progress_bar=False)
+    messages = [r.getMessage() for r in caplog.records if r.name.startswith("scgtl")]
+    steps = fast_guide["n_steps"]
+    assert f"Scouts: 3 scouts x {steps} optimiser steps, batched, up to 3 at a time." in messages
+
+
+def test_the_display_does_not_change_the_model(pbmc_corpus, fast_guide):
+    """The timed scout step before pre-training leaves weights and random draws alone."""
+    scvi.settings.seed = 0
+    shown = _train(pbmc_corpus.copy(), fast_guide, enable_progress_bar=True)
+    scvi.settings.seed = 0
+    hidden = _train(pbmc_corpus.copy(), fast_guide, enable_progress_bar=False)
+    for name, weight in shown.module.state_dict().items():
+        torch.testing.assert_close(weight, hidden.module.state_dict()[name], rtol=0, atol=0)
+    for name, guide in shown.guide.items():
+        torch.testing.assert_close(guide, hidden.guide[name], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_scout_time_estimate(pbmc_corpus, batched):
+    encoder = torch.nn.Sequential(torch.nn.Linear(pbmc_corpus.n_vars, 16), torch.nn.ReLU())
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    x = torch.as_tensor(pbmc_corpus.X[:10].toarray(), dtype=torch.float32)
+    seconds = estimate_scout_seconds(
+        encoder, x, n_scouts=7, n_way=2, n_latent=16, n_steps=50, batched=batched
+    )
+    assert np.isfinite(seconds) and seconds > 0
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    for name, weight in encoder.state_dict().items():
+        assert torch.equal(weight, before[name])
+
+
+def test_time_left_comes_from_the_phases(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr("scgtl.train._progress.time.perf_counter", lambda: now[0])
+    display = TrainingDisplay(["Pre-training", "Scouts"], enabled=False, scout_seconds=30.0)
+    display.start_phase("Pre-training", total=10, done=2)  # resumed after 2 epochs
+    assert display.seconds_left("Pre-training") is None  # no epoch timed yet
+    assert display.seconds_left("train()") is None
+    now[0] += 4.0
+    display.advance("Pre-training")
+    display.advance("Pre-training")  # 2 epochs in 4 s, 6 left
+    assert display.seconds_left("Pre-training") == pytest.approx(12.0)
+    assert display.seconds_left("Scouts") == pytest.approx(30.0)  # the timed step's estimate
+    assert display.seconds_left("train()") == pytest.approx(42.0)
+    display.end_phase("Pre-training")
+    display.start_phase("Scouts", total=60)
+    now[0] += 10.0
+    assert display.seconds_left("Scouts") == pytest.approx(20.0)  # estimate less time spent
+    for _ in range(20):
+        display.advance("Scouts")
+    assert display.seconds_left("Scouts") == pytest.approx(20.0)  # 20 in 10 s, 40 left
+    display.end_phase("Scouts")
+    assert display.seconds_left("train()") == 0.0
+
+
+def test_display_rejects_unknown_phases():
+    with pytest.raises(ValueError, match="'Fine-tuning'"):
+        TrainingDisplay(["Fine-tuning"])

@@ -32,7 +32,8 @@ from scgtl.module._encoder import DROPOUT_RATE, N_HIDDEN, N_LATENT, N_LAYERS
 from scgtl.train import (
     DISTRIBUTED_SPLIT_SEED,
     EpochCheckpoint,
-    StderrProgressBar,
+    PretrainingProgress,
+    TrainingDisplay,
     TrainingLengthLog,
     checkpoint_file,
     is_distributed,
@@ -40,6 +41,7 @@ from scgtl.train import (
     seeded_split,
     split_sizes,
 )
+from scgtl.train._progress import PRETRAINING, SCOUTS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -323,7 +325,10 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         guide_kwargs
             Options of :meth:`compute_guide`.
         enable_progress_bar
-            Show the progress of pre-training and of the scouts (on stderr); default
+            Show one display of the whole call on stderr: a row for the call and one for each
+            phase (pre-training epochs, then scouts), each with the time spent and the time left
+            (measured: from the epochs done, and for the scouts from one timed step taken before
+            pre-training; see :class:`scgtl.train.TrainingDisplay`). Default
             :attr:`scgtl.settings.progress_bar`.
         checkpoint_dir
             Keep a resumable checkpoint of pre-training in this directory
@@ -353,17 +358,19 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         -----
         If pre-training fails or is interrupted, the model is left as it was before the call
         (its weights, history and whether it is trained); the checkpoint keeps the progress.
-        ``train`` logs (``logging.INFO``) the epochs it runs and the optimiser steps they take.
+        ``train`` logs (``logging.INFO``) the epochs it runs and the optimiser steps they take,
+        then the scouts and their steps.
         """
         if max_epochs is None:
             max_epochs = int(min(100, max(10, 300_000 // max(self.adata.n_obs, 1))))
         start = self._resume_point(checkpoint_dir, resume=resume)
         plan_kwargs = {"lr": lr, "weight_decay": weight_decay, "eps": 1e-8, **(plan_kwargs or {})}
         progress = progress_enabled(enable_progress_bar)
+        display = self._training_display(progress, compute_guide, guide_kwargs or {})
         callbacks = [*trainer_kwargs.pop("callbacks", []), TrainingLengthLog()]
         if progress:
             # scvi-tools' own bar writes to stdout, where results go; this one writes to stderr.
-            callbacks.append(StderrProgressBar())
+            callbacks.append(PretrainingProgress(display))
             trainer_kwargs["simple_progress_bar"] = False
         if checkpoint_dir is not None:
             callbacks.append(EpochCheckpoint(checkpoint_dir))
@@ -373,25 +380,38 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         trainer_kwargs["datasplitter_kwargs"] = self._datasplitter_kwargs(
             start, batch_size=batch_size, train_size=train_size, trainer_kwargs=trainer_kwargs
         )
-        with self._unchanged_on_failure():
-            super().train(
-                max_epochs=max_epochs,
-                accelerator=accelerator,
-                devices=devices,
-                batch_size=batch_size,
-                train_size=train_size,
-                early_stopping=early_stopping,
-                plan_kwargs=plan_kwargs,
-                enable_progress_bar=progress,
-                callbacks=callbacks,
-                **trainer_kwargs,
-            )
-        if self.trainer.world_size > 1:
-            # scvi-tools moves every process's model to the first device; scouts run on their own.
-            self.to_device(self.trainer.strategy.root_device)
-        self.module.eval()
-        if compute_guide:
-            self.compute_guide(**{"progress": progress, **(guide_kwargs or {})})
+        with display:
+            with self._unchanged_on_failure():
+                super().train(
+                    max_epochs=max_epochs,
+                    accelerator=accelerator,
+                    devices=devices,
+                    batch_size=batch_size,
+                    train_size=train_size,
+                    early_stopping=early_stopping,
+                    plan_kwargs=plan_kwargs,
+                    enable_progress_bar=progress,
+                    callbacks=callbacks,
+                    **trainer_kwargs,
+                )
+            if self.trainer.world_size > 1:
+                # scvi-tools moves every process's model to the first device; scouts run alone.
+                self.to_device(self.trainer.strategy.root_device)
+            self.module.eval()
+            if compute_guide:
+                self._compute_guide(
+                    display=display, **{"progress": progress, **(guide_kwargs or {})}
+                )
+
+    def _training_display(
+        self, progress: bool, compute_guide: bool, guide_kwargs: dict
+    ) -> TrainingDisplay:
+        """The display of :meth:`train`; the scouts' time is taken from a timed step first."""
+        if not compute_guide:
+            return TrainingDisplay([PRETRAINING], enabled=progress)
+        # A few tenths of a second, and only for a display someone reads.
+        scout_seconds = self._time_scouts(guide_kwargs) if progress else None
+        return TrainingDisplay([PRETRAINING, SCOUTS], enabled=progress, scout_seconds=scout_seconds)
 
     def _resume_point(
         self, checkpoint_dir: str | os.PathLike | None, *, resume: bool

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from scgtl._docs import doc
+from scgtl._progress import progress_enabled
 from scgtl._settings import uses_threads
 from scgtl.guide import cluster_groups, guide_from_changes, sample_scout_tasks
-from scgtl.train import check_head_init, check_training_settings, run_scouts
+from scgtl.train import (
+    TrainingDisplay,
+    check_head_init,
+    check_training_settings,
+    estimate_scout_seconds,
+    run_scouts,
+)
+from scgtl.train._progress import SCOUTS
 
 if TYPE_CHECKING:
     from anndata import AnnData
@@ -94,8 +103,24 @@ class GuideMixin:
         The guide, also stored in :attr:`guide` (and saved with the model).
         """
         settings = {k: v for k, v in locals().items() if k not in ("self", "adata")}
+        with TrainingDisplay([SCOUTS], enabled=progress_enabled(progress)) as display:
+            return self._compute_guide(adata, display=display, **settings)
+
+    def _compute_guide(
+        self, adata: AnnData | None = None, *, display: TrainingDisplay, **settings
+    ) -> dict[str, torch.Tensor]:
+        """:meth:`compute_guide`, its scouts counted on ``display`` (also ``train()``'s)."""
+        options = {**_guide_defaults(), **settings}
+        (n_scouts, n_way, k_shot, n_clusters, n_steps, lr, max_cells, head_init, seed) = (
+            options[name]
+            for name in (
+                "n_scouts", "n_way", "k_shot", "n_clusters", "n_steps", "lr", "max_cells",
+                "head_init", "seed",
+            )
+        )  # fmt: skip
         check_training_settings(n_steps=n_steps, lr=lr)
         check_head_init(head_init)
+        display.start_phase(SCOUTS, total=n_scouts)  # reading and clustering the corpus count too
         corpus = self._resolve_query(adata, None)[0]
         rng = np.random.default_rng(seed)
         pool = np.sort(rng.choice(corpus.n_obs, size=min(max_cells, corpus.n_obs), replace=False))
@@ -117,23 +142,43 @@ class GuideMixin:
             n_steps=n_steps,
             lr=lr,
             seed=seed,
-            progress=progress,
+            progress=False,  # counted on the display instead
             head_init=head_init,
-            batched=batched,
+            batched=options["batched"],
         )
         self.guide_ = guide_from_changes(
-            changes,
-            statistic=statistic,
-            normalization=normalization,
-            temperature=temperature,
-            top_p=top_p,
-            slope=slope,
-            intercept=intercept,
-            scale=scale,
+            display.count(SCOUTS, changes),
+            **{name: options[name] for name in _RESHAPING},
         )
-        del settings["progress"], settings["batched"]  # how it ran, not what it computed
-        self.guide_settings_ = {**settings, "groups": "labels" if self.labels_key else "kmeans"}
+        del options["progress"], options["batched"]  # how it ran, not what it computed
+        self.guide_settings_ = {**options, "groups": "labels" if self.labels_key else "kmeans"}
         return self.guide_
+
+    def _time_scouts(self, guide_kwargs: dict) -> float:
+        """Seconds the scouts of ``compute_guide(**guide_kwargs)`` will train, by a timed step."""
+        options = {**_guide_defaults(), **guide_kwargs}
+        corpus = self._resolve_query(guide_kwargs.get("adata"), None)[0]
+        n_rows = options["n_way"] * options["k_shot"]
+        # Its own generator: the corpus's rows, not the ones the scouts will draw.
+        rows = np.random.default_rng(0).choice(corpus.n_obs, size=min(n_rows, corpus.n_obs))
+        x = self._read_rows(
+            corpus,
+            layer=self.layer,
+            units=self.units,
+            indices=np.sort(rows),
+            library_size=self._stored_library_sizes(corpus, self.units),
+            warn=False,
+        )
+        return estimate_scout_seconds(
+            self.module.encoder,
+            x,
+            n_scouts=options["n_scouts"],
+            n_way=options["n_way"],
+            n_latent=self.architecture_["n_latent"],
+            n_steps=options["n_steps"],
+            lr=options["lr"],
+            batched=options["batched"],
+        )
 
     def _scout_groups(
         self, corpus: AnnData, pool: np.ndarray, x: torch.Tensor, *, n_clusters: int, seed: int
@@ -146,3 +191,19 @@ class GuideMixin:
         if self.labels_key not in corpus.obs:
             raise KeyError(f"The corpus lacks the model's labels column {self.labels_key!r}.")
         return corpus.obs[self.labels_key].astype(str).to_numpy()[pool]
+
+
+#: Options of :meth:`GuideMixin.compute_guide` that reshape the scouts' changes into the guide.
+_RESHAPING = (
+    "statistic", "normalization", "temperature", "top_p", "slope", "intercept", "scale",
+)  # fmt: skip
+
+
+def _guide_defaults() -> dict:
+    """The default options of :meth:`GuideMixin.compute_guide`."""
+    parameters = inspect.signature(GuideMixin.compute_guide).parameters.values()
+    return {
+        p.name: p.default
+        for p in parameters
+        if p.default is not inspect.Parameter.empty and p.name != "adata"
+    }

@@ -23,8 +23,8 @@ from scgtl.train._few_shot import (
     prototype_head,
 )
 from scgtl.train._guided import GuidedUpdate
-from scgtl.train._progress import StderrProgressBar, TrainingLengthLog
-from scgtl.train._scouts import run_scouts
+from scgtl.train._progress import PretrainingProgress, TrainingDisplay, TrainingLengthLog
+from scgtl.train._scouts import estimate_scout_seconds, run_scouts
 from scgtl.train._wide import (
     MAX_PCA_ROWS,
     WIDE_WEIGHT_GRID,
@@ -42,7 +42,9 @@ __all__ = [
     "DISTRIBUTED_SPLIT_SEED",
     "EpochCheckpoint",
     "ResumePoint",
+    "TrainingDisplay",
     "TrainingLengthLog",
+    "PretrainingProgress",
     "checkpoint_file",
     "is_distributed",
     "read_checkpoint",
@@ -55,12 +57,12 @@ __all__ = [
     "GuidedUpdate",
     "StudyPCA",
     "add_wide_path",
-    "StderrProgressBar",
     "check_head_init",
     "check_training_settings",
     "check_wide_weight",
     "choose_wide_weight",
     "cross_validated_log_proba",
+    "estimate_scout_seconds",
     "fine_tune_network",
     "fit_few_shot",
     "fit_linear_path",

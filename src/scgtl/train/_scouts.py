@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
+import math
+import time
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,10 +22,12 @@ from scgtl.train._batched_scouts import (
 from scgtl.train._few_shot import check_head_init, fit_few_shot, prototype_head
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
     from scgtl.guide import ScoutTask
     from scgtl.train._few_shot import HeadInit
+
+logger = logging.getLogger(__name__)
 
 
 def run_scouts(
@@ -92,8 +97,11 @@ def run_scouts(
     if batched and supports_batched_scouts(encoder):
         size = batch_size or scout_batch_size(encoder, len(tasks))
         trained = _batched_scouts(encoder, x, tasks, size, n_latent, head_init, seed, settings)
+        how = f"batched, up to {size} at a time"
     else:
         trained = _sequential_scouts(encoder, x, tasks, n_latent, head_init, seed, settings)
+        how = "one after another"
+    logger.info(f"Scouts: {len(tasks)} scouts x {n_steps} optimiser steps, {how}.")
     with progress_bar(len(tasks), "Scouts", enabled=progress_enabled(progress)) as advance:
         for weights in trained:
             advance()
@@ -198,3 +206,80 @@ def _initial_head(
     if head_init == "prototypes":
         return prototype_head(encoder, x, y, n_classes)
     return nn.Linear(n_latent, n_classes).to(x.device)
+
+
+def estimate_scout_seconds(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    *,
+    n_scouts: int,
+    n_way: int = 2,
+    n_latent: int,
+    n_steps: int = 100,
+    lr: float = 1e-3,
+    batched: bool = True,
+    batch_size: int | None = None,
+    timed_steps: int = 2,
+) -> float:
+    """Seconds :func:`run_scouts` will spend training, from a few timed steps of it.
+
+    Trains throw-away copies of ``encoder`` on the rows of ``x`` (one scout's support: give
+    real rows, since batched scouts train only the genes their cells express) for one step and
+    then for ``1 + timed_steps``, as :func:`run_scouts` would (batched the same way); the
+    difference is the time of ``timed_steps`` steps, the rest the setting up of a run's copies,
+    and both are scaled to ``n_scouts`` scouts of ``n_steps`` steps. What the scouts do
+    besides training (reading the corpus, clustering it) is not counted. ``encoder`` and the
+    random generators are left as they were.
+
+    Parameters
+    ----------
+    encoder
+        The encoder the scouts will copy (its weights do not matter, its shape does).
+    x
+        ``(n_way * k_shot, n_genes)`` log expression of corpus rows.
+    n_scouts, n_way, n_latent, n_steps, lr, batched, batch_size
+        As the scouts will run, see :func:`run_scouts`.
+    timed_steps
+        Steps timed beyond the first.
+
+    Returns
+    -------
+    The estimated seconds.
+    """
+    y = torch.arange(x.shape[0], device=x.device) % n_way
+    settings = {"lr": lr, "weight_decay": 0.0}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        head = nn.Linear(n_latent, n_way).to(x.device)
+        if batched and supports_batched_scouts(encoder):
+            size = batch_size or scout_batch_size(encoder, n_scouts)
+            stacked_x, stacked_y = x.expand(size, *x.shape), y.expand(size, *y.shape)
+            generators = [torch.Generator(device=x.device).manual_seed(i) for i in range(size)]
+
+            def fit(steps: int) -> None:
+                heads = [copy.deepcopy(head) for _ in range(size)]
+                fit_scouts_batched(
+                    encoder, heads, stacked_x, stacked_y, generators, n_steps=steps, **settings
+                )
+
+            runs = math.ceil(n_scouts / size)
+        else:
+
+            def fit(steps: int) -> None:
+                fit_few_shot(
+                    copy.deepcopy(encoder), copy.deepcopy(head), x, y, n_steps=steps, **settings
+                )
+
+            runs = n_scouts
+        one, more = _seconds(fit, 1), _seconds(fit, 1 + timed_steps)
+    # Each run also sets up its copies once: the difference of the two times is steps alone.
+    seconds_per_step = max(more - one, 0.0) / timed_steps
+    setup = max(one - seconds_per_step, 0.0)
+    return runs * (setup + n_steps * seconds_per_step)
+
+
+def _seconds(function: Callable[[int], None], steps: int) -> float:
+    """Wall time of ``function(steps)``."""
+    start = time.perf_counter()
+    function(steps)
+    return time.perf_counter() - start
