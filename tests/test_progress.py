@@ -24,7 +24,8 @@ def test_bars_go_to_stderr(pbmc_corpus, fast_guide, capsys):
     _train(pbmc_corpus, fast_guide, enable_progress_bar=True)
     out, err = capsys.readouterr()
     # One display for the whole call, a row per phase.
-    for row in ("train()", "Pre-training: epoch 2/2", "Scouts: scout 3/3"):
+    steps = 3 * fast_guide["n_steps"]
+    for row in ("train()", "Pre-training: epoch 2/2", f"Scouts: scout step {steps}/{steps}"):
         assert row in err
         assert row not in out
     assert "left 0:00:00" in err  # both phases over
@@ -102,20 +103,39 @@ def test_time_left_comes_from_the_phases(monkeypatch):
     assert display.seconds_left("Pre-training") is None  # no epoch timed yet
     assert display.seconds_left("train()") is None
     now[0] += 4.0
-    display.advance("Pre-training")
-    display.advance("Pre-training")  # 2 epochs in 4 s, 6 left
+    display.advance("Pre-training")  # the first epoch: 4 s, 7 left
+    assert display.seconds_left("Pre-training") == pytest.approx(28.0)
+    now[0] += 2.0
+    display.advance("Pre-training")  # later epochs: 2 s each, 6 left (the first left out)
     assert display.seconds_left("Pre-training") == pytest.approx(12.0)
     assert display.seconds_left("Scouts") == pytest.approx(30.0)  # the timed step's estimate
     assert display.seconds_left("train()") == pytest.approx(42.0)
     display.end_phase("Pre-training")
-    display.start_phase("Scouts", total=60)
+    display.start_phase("Scouts", total=600)
     now[0] += 10.0
     assert display.seconds_left("Scouts") == pytest.approx(20.0)  # estimate less time spent
-    for _ in range(20):
-        display.advance("Scouts")
-    assert display.seconds_left("Scouts") == pytest.approx(20.0)  # 20 in 10 s, 40 left
+    display.advance("Scouts", 60)  # a batched step of 60 scouts
+    now[0] += 1.0
+    display.advance("Scouts", 60)
+    assert display.seconds_left("Scouts") == pytest.approx(8.0)  # 60 steps a second, 480 left
     display.end_phase("Scouts")
     assert display.seconds_left("train()") == 0.0
+
+
+def test_run_scouts_reports_every_step(pbmc_corpus):
+    encoder = torch.nn.Sequential(torch.nn.Linear(pbmc_corpus.n_vars, 16), torch.nn.ReLU())
+    x = torch.as_tensor(pbmc_corpus.X[:40].toarray(), dtype=torch.float32)
+    groups = np.repeat(np.arange(4), 10)
+    tasks = scgtl.guide.sample_scout_tasks(groups, n_scouts=5, n_way=2, k_shot=3, seed=0)
+    for batched, batch_size in ((True, 2), (False, None)):
+        stepped = []
+        changes = scgtl.train.run_scouts(
+            encoder, x, tasks, n_latent=16, n_steps=7, progress=False, batched=batched,
+            batch_size=batch_size, on_step=stepped.append,
+        )  # fmt: skip
+        assert len(list(changes)) == 5
+        assert sum(stepped) == 5 * 7
+        assert set(stepped) == ({2, 1} if batched else {1})  # chunks of 2, 2 and 1 scouts
 
 
 def test_display_rejects_unknown_phases():

@@ -120,7 +120,8 @@ class GuideMixin:
         )  # fmt: skip
         check_training_settings(n_steps=n_steps, lr=lr)
         check_head_init(head_init)
-        display.start_phase(SCOUTS, total=n_scouts)  # reading and clustering the corpus count too
+        # Counted in scout steps; reading and clustering the corpus count in the phase's time.
+        display.start_phase(SCOUTS, total=n_scouts * n_steps)
         corpus = self._resolve_query(adata, None)[0]
         rng = np.random.default_rng(seed)
         pool = np.sort(rng.choice(corpus.n_obs, size=min(max_cells, corpus.n_obs), replace=False))
@@ -145,11 +146,10 @@ class GuideMixin:
             progress=False,  # counted on the display instead
             head_init=head_init,
             batched=options["batched"],
+            on_step=lambda scouts: display.advance(SCOUTS, scouts),
         )
-        self.guide_ = guide_from_changes(
-            display.count(SCOUTS, changes),
-            **{name: options[name] for name in _RESHAPING},
-        )
+        self.guide_ = guide_from_changes(changes, **{name: options[name] for name in _RESHAPING})
+        display.end_phase(SCOUTS)
         del options["progress"], options["batched"]  # how it ran, not what it computed
         self.guide_settings_ = {**options, "groups": "labels" if self.labels_key else "kmeans"}
         return self.guide_

@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 #: Memory the stacked copies of one chunk of scouts may take (weights, gradients, Adam state).
 SCOUT_MEMORY_BYTES = 256 * 2**20
@@ -290,6 +290,7 @@ def fit_scouts_batched(
     n_steps: int = 100,
     lr: float = 1e-3,
     weight_decay: float = 0.0,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Train one copy of ``encoder`` per head at once, as :func:`~scgtl.train.fit_few_shot` would.
 
@@ -307,6 +308,8 @@ def fit_scouts_batched(
         One per scout, where the scout's dropout masks are drawn from (see :func:`draw_masks`).
     n_steps, lr, weight_decay
         Adam settings, as in :func:`~scgtl.train.fit_few_shot`.
+    on_step
+        Called after every optimiser step (of all the scouts at once), e.g. to show progress.
 
     Returns
     -------
@@ -328,7 +331,19 @@ def fit_scouts_batched(
         params[f"{probe.input_layer}.weight"] = _columns(full_weight, genes)
     for p in params.values():
         p.requires_grad_(True)
-    _train(template, params, buffers, x, y, probe.dropouts, generators, n_steps, lr, weight_decay)
+    _train(
+        template,
+        params,
+        buffers,
+        x,
+        y,
+        probe.dropouts,
+        generators,
+        n_steps,
+        lr,
+        weight_decay,
+        on_step,
+    )
     if subset:
         trained = params[f"{probe.input_layer}.weight"].detach()
         params[f"{probe.input_layer}.weight"] = _put_columns(full_weight, genes, trained)
@@ -350,6 +365,7 @@ def _train(
     n_steps: int,
     lr: float,
     weight_decay: float,
+    on_step: Callable[[], None] | None = None,
 ) -> None:
     """The few-shot loop of :func:`~scgtl.train.fit_few_shot` on stacked copies, in place."""
     # One Adam over the stacked tensors is the per-scout Adams side by side: every operation
@@ -370,6 +386,8 @@ def _train(
         masks = draw_masks(sites, generators, x.device)
         losses(params, {**buffers, **masks}, x, y).sum().backward()
         optimizer.step()
+        if on_step is not None:
+            on_step()
 
 
 def _stacked_parameters(

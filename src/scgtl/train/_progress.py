@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from lightning.pytorch.callbacks import Callback, ProgressBar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     import lightning.pytorch as pl
     from rich.progress import Progress, Task, TaskID
@@ -28,10 +28,10 @@ class TrainingDisplay:
     """One live display of ``train()``: a row for the whole call and one per phase.
 
     Each row shows how much is done, the time spent and the time left, and the time left is
-    measured rather than guessed: pre-training's from the mean duration of the epochs run so
-    far (unknown, and shown as ``-``, until the first epoch ends); the scouts' from a timed step
-    of scout training taken before pre-training (:func:`~scgtl.train.estimate_scout_seconds`),
-    then from the scouts done; the whole call's is the sum of its phases'. A display of the
+    measured rather than guessed: pre-training's from the epochs run so far (unknown, and shown
+    as ``-``, until the first epoch ends); the scouts' from a timed step of scout training taken
+    before pre-training (:func:`~scgtl.train.estimate_scout_seconds`), then from the scout
+    steps done; the whole call's is the sum of its phases'. A display of the
     scouts alone (:meth:`scgtl.GTL.compute_guide`) has no row for the whole call.
 
     Use it as a context manager; it draws nothing when ``enabled`` is false, and
@@ -45,6 +45,12 @@ class TrainingDisplay:
         Draw the display.
     scout_seconds
         The scouts' expected duration, ``None`` when unknown.
+
+    Notes
+    -----
+    A phase's time left is its rate since its first step (epoch or scout step) times the steps
+    left: the first step is left out, as it also pays for warming up (and, for the scouts,
+    reading and clustering the corpus).
     """
 
     def __init__(
@@ -86,10 +92,10 @@ class TrainingDisplay:
             self._progress.start_task(self._rows[phase])
             self._refresh(phase)
 
-    def advance(self, phase: str, *, note: str = "") -> None:
-        """One more step (epoch or scout) of ``phase`` is done; ``note``: e.g. its loss."""
+    def advance(self, phase: str, steps: int = 1, *, note: str = "") -> None:
+        """``steps`` more steps (epochs, scout steps) of ``phase`` are done; ``note``: its loss."""
         clock = self._state[phase]
-        clock.advance()
+        clock.advance(steps)
         clock.note = note
         if self._progress is not None:
             self._progress.update(self._rows[phase], completed=clock.done)
@@ -101,13 +107,6 @@ class TrainingDisplay:
         if self._progress is not None:
             self._refresh(phase)
 
-    def count(self, phase: str, items: Iterable) -> Iterator:
-        """Yield ``items``, one per step of the started ``phase``, counting them; then end it."""
-        for item in items:
-            self.advance(phase)
-            yield item
-        self.end_phase(phase)
-
     # ------------------------------------------------------------------ time left
     def seconds_left(self, row: str) -> float | None:
         """Seconds the phase ``row`` (or the whole call, ``"train()"``) has left; None: unknown."""
@@ -116,7 +115,7 @@ class TrainingDisplay:
             return None if None in parts else sum(parts)
         clock = self._state[row]
         if row == SCOUTS and clock.done == 0 and self.scout_seconds is not None:
-            # Batched scouts finish a chunk at a time; until the first does, the timed step says.
+            # Until the first scout step (after reading and clustering), the timed step says.
             return max(self.scout_seconds - clock.elapsed(), 0.0)
         return clock.seconds_left()
 
@@ -139,7 +138,7 @@ class TrainingDisplay:
     def _refresh(self, phase: str) -> None:
         """Redraw ``phase``'s description and the whole call's bar (its share of time spent)."""
         clock = self._state[phase]
-        unit = "epoch" if phase == PRETRAINING else "scout"
+        unit = "epoch" if phase == PRETRAINING else "scout step"
         description = f"{phase}: {unit} {clock.done}/{clock.total}"
         if clock.note:
             description += f" ({clock.note})"
@@ -165,9 +164,12 @@ class _PhaseClock:
     def start(self, *, total: int, done: int) -> None:
         self.total, self.done, self._first = total, done, done
         self._started, self._ended = time.perf_counter(), None
+        self._first_step: tuple[float, int] | None = None
 
-    def advance(self) -> None:
-        self.done += 1
+    def advance(self, steps: int) -> None:
+        self.done += steps
+        if self._first_step is None:
+            self._first_step = (time.perf_counter(), self.done)
 
     def end(self) -> None:
         self._ended = time.perf_counter()
@@ -180,10 +182,15 @@ class _PhaseClock:
     def seconds_left(self) -> float | None:
         if self._ended is not None:
             return 0.0
-        run = self.done - self._first
-        if self.total is None or run == 0:
+        if self.total is None or self._first_step is None:
             return None
-        return self.elapsed() / run * (self.total - self.done)
+        # The rate since the first step: the first is slower (warm-up, loading, clustering).
+        at, done = self._first_step
+        if self.done > done:
+            rate = (time.perf_counter() - at) / (self.done - done)
+        else:
+            rate = self.elapsed() / (self.done - self._first)
+        return rate * (self.total - self.done)
 
 
 def _new_progress(display: TrainingDisplay) -> Progress:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import math
@@ -44,6 +45,7 @@ def run_scouts(
     head_init: HeadInit = "prototypes",
     batched: bool = True,
     batch_size: int | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Yield each scout's parameter change ``w_final - w_base`` of ``encoder``.
 
@@ -84,6 +86,10 @@ def run_scouts(
     batch_size
         Scouts trained at once; default: as many as fit in
         :data:`~scgtl.train.SCOUT_MEMORY_BYTES`.
+    on_step
+        Called after every optimiser step with the number of scouts it stepped (``batch_size``
+        or fewer when batched, 1 otherwise): ``n_scouts * n_steps`` in all. For progress
+        displays (:class:`~scgtl.train.TrainingDisplay` counts it).
 
     Yields
     ------
@@ -96,10 +102,14 @@ def run_scouts(
     settings = {"n_steps": n_steps, "lr": lr, "weight_decay": weight_decay}
     if batched and supports_batched_scouts(encoder):
         size = batch_size or scout_batch_size(encoder, len(tasks))
-        trained = _batched_scouts(encoder, x, tasks, size, n_latent, head_init, seed, settings)
+        trained = _batched_scouts(
+            encoder, x, tasks, size, n_latent, head_init, seed, settings, on_step
+        )
         how = f"batched, up to {size} at a time"
     else:
-        trained = _sequential_scouts(encoder, x, tasks, n_latent, head_init, seed, settings)
+        trained = _sequential_scouts(
+            encoder, x, tasks, n_latent, head_init, seed, settings, on_step
+        )
         how = "one after another"
     logger.info(f"Scouts: {len(tasks)} scouts x {n_steps} optimiser steps, {how}.")
     with progress_bar(len(tasks), "Scouts", enabled=progress_enabled(progress)) as advance:
@@ -116,15 +126,17 @@ def _sequential_scouts(
     head_init: HeadInit,
     seed: int,
     settings: dict,
+    on_step: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Each scout's trained weights, one scout after another (the reference)."""
+    callback = None if on_step is None else lambda step, loss: on_step(1)
     for i, task in enumerate(tasks):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed + i)
             scout = copy.deepcopy(encoder)
             x_task, y_task = _support(x, task)
             head = _initial_head(scout, x_task, y_task, len(task.groups), n_latent, head_init)
-            fit_few_shot(scout, head, x_task, y_task, **settings)
+            fit_few_shot(scout, head, x_task, y_task, callback=callback, **settings)
         yield dict(scout.named_parameters())
 
 
@@ -137,13 +149,21 @@ def _batched_scouts(
     head_init: HeadInit,
     seed: int,
     settings: dict,
+    on_step: Callable[[int], None] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
     """Each scout's trained weights, ``batch_size`` scouts (of one task shape) at a time."""
     for chunk in _chunks(tasks, batch_size):
         starts = [_scout_start(encoder, x, tasks[i], n_latent, head_init, seed + i) for i in chunk]
         x_tasks, y_tasks, heads, generators = zip(*starts, strict=True)
+        stepped = None if on_step is None else functools.partial(on_step, len(chunk))
         weights = fit_scouts_batched(
-            encoder, heads, torch.stack(x_tasks), torch.stack(y_tasks), generators, **settings
+            encoder,
+            heads,
+            torch.stack(x_tasks),
+            torch.stack(y_tasks),
+            generators,
+            on_step=stepped,
+            **settings,
         )
         for j in range(len(chunk)):
             yield {name: value[j] for name, value in weights.items()}
