@@ -1,4 +1,7 @@
-"""Data handling: declared units, gene alignment, batched reading and k-shot sampling."""
+"""Data handling: units, gene alignment, batched reading, multi-file corpora, k-shot sampling."""
+
+import importlib
+from typing import TYPE_CHECKING
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
 from scgtl.data._checks import check_anndata, check_corpus, check_layer, study_fingerprint
@@ -23,8 +26,25 @@ from scgtl.data._units import (
     log_expression,
 )
 
+if TYPE_CHECKING:
+    from scgtl.data._collection import (
+        FILE_KEY,
+        CollectionMatrix,
+        CorpusCollection,
+        read_collection,
+    )
+
+#: Loaded on first use: multi-file corpora need scvi-tools, several seconds to import.
+_LAZY = {
+    name: "scgtl.data._collection"
+    for name in ("FILE_KEY", "CollectionMatrix", "CorpusCollection", "read_collection")
+}
+
 __all__ = [
+    "FILE_KEY",
     "N_TOP_GENES",
+    "CollectionMatrix",
+    "CorpusCollection",
     "GeneAlignment",
     "align_genes",
     "check_anndata",
@@ -42,6 +62,7 @@ __all__ = [
     "labelled_rows",
     "library_sizes",
     "log_expression",
+    "read_collection",
     "read_log_expression",
     "row_sampler",
     "sample_k_shot",
@@ -49,3 +70,15 @@ __all__ = [
     "support_rows",
     "training_genes",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'scgtl.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,7 +26,7 @@ def get_matrix(adata: AnnData, layer: str | None):
         if adata.X is None:
             raise ValueError("adata.X is None; pass layer= naming the layer that holds the data.")
         return adata.X
-    if layer not in adata.layers:
+    if layer not in adata.layers.keys():
         raise KeyError(
             f"layer={layer!r} is not in adata.layers; available: {list(adata.layers.keys())}."
         )

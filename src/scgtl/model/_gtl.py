@@ -164,7 +164,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         Parameters
         ----------
         adata
-            Cells or samples x genes; may be backed (``read_h5ad(..., backed="r")``).
+            Cells or samples x genes; may be backed (``read_h5ad(..., backed="r")``), or
+            several files opened as one by :func:`scgtl.data.read_collection`.
         layer
             Layer holding the expression values; ``None`` uses ``adata.X``.
         labels_key
