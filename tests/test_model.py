@@ -165,6 +165,7 @@ def test_predict_writes_exactly_the_documented_keys(gtl_model, pbmc_target, adat
     assert set(pbmc_target.obs) - before_obs == {
         "scgtl_prediction",
         "scgtl_confidence",
+        "scgtl_novelty",
         "scgtl_is_support",
     }
     assert set(pbmc_target.obsm) - before_obsm == {"scgtl_proba", "X_scgtl"}

@@ -43,6 +43,15 @@ model's genes. :class:`FewShotResult` holds the tidy per-episode table (with eac
 the reference of the method's regime with Wilcoxon p-values), a plain-language verdict per
 regime and ``k``, a plot and a Markdown report with an inductive and a transductive section.
 
+Novel types and calibration
+---------------------------
+:func:`novelty` leaves one class out of each episode's support and scores GTL's novelty score
+(``predict(unknown="auto")``) and ``pca_logreg``'s ``1 - max probability`` on the query:
+AUROC for the left-out class, balanced accuracy on the known classes with and without
+``unknown``, the fraction of left-out cells called unknown; :func:`summarize_novelty` averages
+them over left-out classes. Every few-shot result also has an ``ece`` column, the expected
+calibration error of each method's confidence (15 equal-width bins).
+
 Adding a method
 ---------------
 Subclass :class:`Method`: give it a ``name`` and a ``fit_predict_proba(task, *, seed)`` that
@@ -88,6 +97,7 @@ from scgtl.benchmark._methods import (
     SklearnMethod,
     builtin_methods,
 )
+from scgtl.benchmark._novelty import NOVELTY_COLUMNS, novelty, summarize_novelty
 from scgtl.benchmark._pretrain import pretrain, select_genes
 from scgtl.benchmark._result import FewShotResult
 
@@ -109,6 +119,9 @@ __all__ = [
     "pretrain_default",
     "few_shot",
     "make_episodes",
+    "NOVELTY_COLUMNS",
+    "novelty",
+    "summarize_novelty",
     "pretrain",
     "run_default",
     "score",

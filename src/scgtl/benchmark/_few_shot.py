@@ -24,6 +24,7 @@ from scgtl.benchmark._methods import (
     resolve_methods,
 )
 from scgtl.benchmark._result import FewShotResult
+from scgtl.benchmark._stats import expected_calibration_error
 from scgtl.data import align_genes, check_labels, check_units_name
 
 if TYPE_CHECKING:
@@ -46,7 +47,12 @@ DEFAULT_TRANSDUCTIVE_REFERENCE = "gtl_transductive"
 
 
 def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
-    """Balanced accuracy, macro F1 and (two classes) AUROC of class probabilities."""
+    """Balanced accuracy, macro F1, ECE and (two classes) AUROC of class probabilities.
+
+    ``ece`` is the expected calibration error of the largest probability as the confidence of
+    the argmax (:func:`~scgtl.benchmark._stats.expected_calibration_error`, 15 equal-width
+    bins); lower is better calibrated.
+    """
     classes = list(classes)
     y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
     scores = {
@@ -54,6 +60,7 @@ def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict
         "macro_f1": float(
             f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
         ),
+        "ece": expected_calibration_error(proba.max(axis=1), y_pred == np.asarray(y_true)),
     }
     if len(classes) == 2:
         positive = np.asarray(y_true) == classes[1]

@@ -18,7 +18,12 @@ RESULTS_CSV = "results.csv"
 SUMMARY_MD = "summary.md"
 PLOT_PNG = "accuracy_vs_k.png"
 
-_TITLES = {"balanced_accuracy": "Balanced accuracy", "macro_f1": "Macro F1", "auroc": "AUROC"}
+_TITLES = {
+    "balanced_accuracy": "Balanced accuracy",
+    "macro_f1": "Macro F1",
+    "auroc": "AUROC",
+    "ece": "Expected calibration error (ECE, 15 equal-width bins; lower is better)",
+}
 
 
 def _markdown_table(frame: pd.DataFrame) -> str:
@@ -196,7 +201,7 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
     lines.append("")
     for regime in REGIMES:
         lines += _regime_section(result, regime)
-    for extra in ("macro_f1", "auroc"):
+    for extra in ("macro_f1", "auroc", "ece"):
         if extra in result.table.columns and extra != result.metric:
             lines += [f"## {_TITLES[extra]} (mean [95% CI]), every method", ""]
             lines += [_markdown_table(metric_table(result, extra)), ""]

@@ -38,9 +38,11 @@ class FewShotResult:
         Tidy scores, one row per method, ``k`` and episode: ``method``, ``regime``
         (``"inductive"`` or ``"transductive"``, one value per method), ``k``, ``episode``,
         ``seed``, ``n_classes``, ``n_support``, ``n_query``, ``balanced_accuracy``, ``macro_f1``,
-        ``auroc`` (only when some episode has two classes) and ``fit_seconds`` (training on the
-        support set plus predicting the query set). A table without ``regime`` (an older
-        ``results.csv``) takes the regimes of ``settings["regimes"]``, else inductive.
+        ``ece`` (expected calibration error of the largest probability, 15 equal-width bins;
+        lower is better), ``auroc`` (only when some episode has two classes) and
+        ``fit_seconds`` (training on the support set plus predicting the query set). A table
+        without ``regime`` (an older ``results.csv``) takes the regimes of
+        ``settings["regimes"]``, else inductive.
     reference
         The inductive reference, compared with the other inductive methods (``"gtl"`` when it
         ran); ``None``: the inductive methods are not compared.

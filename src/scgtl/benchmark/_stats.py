@@ -16,6 +16,54 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Equal-width confidence bins of :func:`expected_calibration_error`.
+ECE_BINS = 15
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = ECE_BINS
+) -> float:
+    """Expected calibration error: how far confidence is from accuracy, on average.
+
+    The cells are put into ``n_bins`` equal-width bins of confidence over ``[0, 1]`` (the
+    first bin closed, ``[0, 1/n]``, the others ``(a, b]``); ECE is the mean over bins of
+    ``|accuracy - mean confidence|``, weighted by the fraction of cells in the bin. ``0`` is
+    perfectly calibrated. NaN without cells.
+
+    Parameters
+    ----------
+    confidence
+        Probability of each cell's predicted class.
+    correct
+        Whether each prediction is right.
+    n_bins
+        Number of bins (15, as Guo et al. 2017, "On calibration of modern neural networks").
+    """
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if confidence.size == 0:
+        return np.nan
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        in_bin = bins == b
+        total += in_bin.sum() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(total / confidence.size)
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ``ceil((n + 1) level)``-th smallest of ``n`` finite scores (the largest if beyond).
+
+    The same split-conformal rule as :func:`scgtl.train.conformal_threshold`, for baselines
+    that the benchmark scores the way ``predict(unknown="auto")`` does.
+    """
+    scores = np.sort(np.asarray(scores, dtype=float)[np.isfinite(scores)])
+    if scores.size == 0:
+        raise ValueError("No finite score to calibrate a threshold on.")
+    rank = int(np.ceil((scores.size + 1) * level))
+    return float(scores[min(rank, scores.size) - 1])
+
+
 def mean_ci(values: np.ndarray, *, confidence: float = 0.95) -> tuple[float, float, float]:
     """Mean and Student-t confidence interval of the mean (``NaN`` bounds for one value)."""
     values = np.asarray(values, dtype=float)

@@ -21,9 +21,19 @@ from scgtl._version import package_version
 from scgtl.data import align_genes, check_units_name
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.module import GTLClassifierModule
+from scgtl.train import (
+    UNKNOWN_LABEL,
+    UNKNOWN_LEVEL,
+    check_unknown,
+    conformal_threshold,
+    prototype_novelty,
+)
 
 if TYPE_CHECKING:
     from scgtl._constants import Units
+
+#: Colour of the ``"unknown"`` category in ``uns[f"{key_added}_prediction_colors"]``.
+UNKNOWN_COLOR = "#d3d3d3"
 
 
 class GTLClassifier(ScgtlModelMixin, BaseModelClass):
@@ -94,6 +104,26 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             (``fine_tune(transductive=True)``).
         ``"wide_weight_grid"``, ``"wide_cv_log_loss"``
             With cross-validation: the weights tried and the out-of-fold log-loss at each.
+        ``"temperature"``, ``"temperature_source"``
+            The temperature ``T`` that divides the pooled logits before the softmax of
+            :meth:`predict_proba` and :meth:`predict` (calibration; it never changes the
+            argmax). Fitted on the pooled out-of-fold predictions of the wide path's
+            cross-validation (``"cross-validation"``, see :func:`scgtl.train.fit_temperature`);
+            ``1.0`` (``"none"``) without cross-validation (one support cell in a class,
+            ``wide=False`` or a given ``wide_weight``).
+        ``"support_log_proba"``
+            With cross-validation: the pooled out-of-fold log-probabilities of the support
+            cells (``(n_support, n_classes)``, rows in support order) the temperature was
+            fitted on.
+        ``"prototypes"``, ``"novelty_spread"``
+            Each class's mean latent code of the support cells (``(n_classes, n_latent)``) and
+            the support's pooled within-class spread: the reference of the novelty score.
+        ``"support_novelty"``, ``"novelty_source"``
+            Held-out novelty of every support cell, what ``predict(unknown="auto")`` calibrates
+            its threshold on: against the prototypes of the cross-validation fold that left the
+            cell out (``"cross-validation"``), or, without cross-validation, against prototypes
+            of the final network built without it (``"leave-one-out"``; NaN for a class's only
+            cell).
     scgtl_version_
         The scgtl version that made it.
     """
@@ -254,8 +284,44 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         for x, x_wide in batches:
             out = self.module(x, x_wide)
             latents.append(out["z"].cpu().numpy())
-            probas.append(torch.softmax(out["logits"], dim=1).cpu().numpy())
+            probas.append(torch.softmax(out["logits"] / self.temperature, dim=1).cpu().numpy())
         return np.concatenate(latents), np.concatenate(probas)
+
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature ``fit_record_["temperature"]`` (``1.0`` if absent)."""
+        return float(self.fit_record_.get("temperature", 1.0))
+
+    def novelty(self, latent: np.ndarray) -> np.ndarray:
+        """Novelty of latent codes (:meth:`get_latent_representation`): see :meth:`predict`.
+
+        Distance to the nearest class prototype of the support, in units of the support's
+        within-class spread. NaN for a classifier made before scgtl recorded prototypes.
+        """
+        if "prototypes" not in self.fit_record_:
+            return np.full(len(latent), np.nan)
+        return prototype_novelty(
+            latent, self.fit_record_["prototypes"], self.fit_record_["novelty_spread"]
+        )
+
+    def novelty_threshold(self, unknown: float | str = "auto") -> float:
+        """The novelty above which ``predict(unknown=unknown)`` answers ``"unknown"``.
+
+        ``"auto"``: the conformal quantile at level :data:`scgtl.train.UNKNOWN_LEVEL` of the
+        support cells' held-out novelty ``fit_record_["support_novelty"]``
+        (:func:`scgtl.train.conformal_threshold`); a number is returned as it is.
+        """
+        check_unknown(unknown)
+        if unknown is None:
+            raise ValueError("unknown=None has no threshold; give 'auto' or a number >= 0.")
+        if not isinstance(unknown, str):
+            return float(unknown)
+        if "support_novelty" not in self.fit_record_:
+            raise ValueError(
+                "unknown='auto' needs the support's held-out novelty, which this classifier "
+                "(made before scgtl recorded it) lacks; fine-tune it again or give a number."
+            )
+        return conformal_threshold(self.fit_record_["support_novelty"], UNKNOWN_LEVEL)
 
     @uses_threads
     def predict_proba(
@@ -299,8 +365,26 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         key_added: str = DEFAULT_KEY_ADDED,
         inplace: bool = True,
         batch_size: int = 1024,
+        unknown: float | str | None = None,
     ) -> pd.Series:
-        """Predict the class of every observation.
+        """Predict the class of every observation, or ``"unknown"`` for cells unlike the support.
+
+        Each cell also gets a *novelty* score: the distance of its latent code (``X_scgtl``) to
+        the nearest class prototype (the mean latent code of that class's support cells),
+        divided by the support's pooled within-class spread. The support's own cells score about
+        1 on average (that is how the spread is defined); a cell of a type absent from the
+        support usually scores more, because it lies far from every class the classifier
+        knows. With ``unknown``, cells
+        above a threshold are labelled ``"unknown"`` instead of being forced into the nearest
+        wrong class. ``unknown="auto"`` needs no extra labels: the threshold is the 95 %
+        conformal quantile (:data:`scgtl.train.UNKNOWN_LEVEL`) of the support cells' own
+        novelty, each measured against prototypes built without it (the folds of the wide
+        path's cross-validation; leave-one-out without them), so about 95 % of cells like the
+        support stay below it. It is deterministic for a given classifier (fine-tuning seed).
+        Measured in ``docs/novelty.md``.
+
+        Probabilities are calibrated by temperature scaling (``fit_record_["temperature"]``,
+        fitted on the support's out-of-fold predictions), which never changes the argmax.
 
         Parameters
         ----------
@@ -315,42 +399,57 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             Write the results into ``adata``; otherwise only return the labels.
         batch_size
             Observations per batch; only one batch is dense at a time.
+        unknown
+            ``None`` (default): every cell gets one of :attr:`classes_`. A number ``>= 0``:
+            cells whose novelty is above it are labelled ``"unknown"``. ``"auto"``: the
+            threshold calibrated on the support (:meth:`novelty_threshold`).
 
         Returns
         -------
         Predicted labels (categorical Series indexed by ``obs_names``, categories
-        :attr:`classes_`). With ``inplace=True`` these keys are written, and nothing else in
-        ``adata`` changes:
+        :attr:`classes_`, then ``"unknown"`` when ``unknown`` is given). With ``inplace=True``
+        these keys are written, and nothing else in ``adata`` changes:
 
         ``adata.obs[f"{key_added}_prediction"]``
-            Predicted class (categorical, categories :attr:`classes_`).
+            Predicted class (categorical, categories :attr:`classes_`, plus ``"unknown"``
+            when ``unknown`` is given, whether or not a cell gets it).
         ``adata.obs[f"{key_added}_confidence"]``
-            Probability of the predicted class. It does not account for genes of the model
-            that the query lacks (see ``gene_overlap`` below).
+            Calibrated probability of the most probable class (also for cells labelled
+            ``"unknown"``). It does not account for genes of the model that the query lacks
+            (see ``gene_overlap`` below).
+        ``adata.obs[f"{key_added}_novelty"]``
+            Novelty score (float32, >= 0; higher = less like any class of the support), as
+            described above. NaN for a classifier saved before scgtl recorded prototypes.
         ``adata.obs[f"{key_added}_is_support"]``
             ``True`` for the rows whose ``obs_name`` is in ``fit_record_["support_obs_names"]``,
             the cells the classifier was trained on; meaningful only when ``adata`` is the
             fine-tuned study (leave these rows out when scoring).
         ``adata.obsm[f"{key_added}_proba"]``
-            DataFrame of class probabilities, one column per class in :attr:`classes_`.
+            DataFrame of calibrated class probabilities, one column per class in
+            :attr:`classes_`.
         ``adata.obsm[f"X_{key_added}"]``
             The fine-tuned encoder's latent representation.
         ``adata.uns[f"{key_added}_prediction_colors"]``
             When ``adata.uns[f"{labels_key}_colors"]`` gives a colour for every category of
             ``adata.obs[labels_key]`` (the classifier's :attr:`labels_key`) and every class is
             one of those categories: each class's colour there, so scanpy plots truth and
-            prediction in the same colours. Otherwise it is not written (and an earlier one
-            is removed): scanpy picks its own.
+            prediction in the same colours, and light grey for ``"unknown"``. Otherwise it is
+            not written (and an earlier one is removed): scanpy picks its own.
         ``adata.uns[key_added]``
             A dict of the query's gene overlap: ``"n_genes_model"`` (the model's genes),
             ``"n_genes_found"`` (how many of them the query has) and ``"gene_overlap"`` (their
             fraction). Missing genes are zero-filled. With a wide path, also
             ``"n_genes_wide"`` (its genes, :attr:`wide_gene_names_`) and
-            ``"n_genes_wide_found"`` (how many of them the query has).
+            ``"n_genes_wide_found"`` (how many of them the query has). With ``unknown``, also
+            ``"unknown_threshold"`` (the novelty threshold used) and ``"n_unknown"`` (cells
+            labelled ``"unknown"``).
 
         Raises
         ------
         ValueError
+            When ``unknown`` is not ``None``, ``"auto"`` or a finite number >= 0 (booleans are
+            refused); with ``"auto"``, when no class of the support has two cells (nothing to
+            calibrate on) or a class is itself named ``"unknown"``.
             When the query shares fewer than 5 % of the model's genes
             (:data:`~scgtl._constants.MIN_GENE_FRACTION`) or fewer than 10 of them
             (:data:`~scgtl._constants.MIN_GENE_OVERLAP`); below half of them
@@ -360,18 +459,34 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         """
         if not isinstance(key_added, str) or not key_added:
             raise ValueError(f"key_added={key_added!r} must be a non-empty string.")
+        check_unknown(unknown)
+        if unknown is not None and UNKNOWN_LABEL in self.classes_:
+            raise ValueError(
+                f"A class is named {UNKNOWN_LABEL!r}, the label of novel cells; rename it to "
+                "use unknown=."
+            )
+        threshold = None if unknown is None else self.novelty_threshold(unknown)
         adata, layer = self._resolve_query(adata, layer)
         latent, proba = self._forward(adata, layer=layer, batch_size=batch_size)
+        novelty = self.novelty(latent)
+        codes = proba.argmax(1)
+        categories = list(self.classes_)
+        if threshold is not None:
+            categories.append(UNKNOWN_LABEL)
+            codes = np.where(novelty > threshold, len(self.classes_), codes)
         predicted = pd.Series(
-            pd.Categorical.from_codes(proba.argmax(1), categories=self.classes_),
+            pd.Categorical.from_codes(codes, categories=categories),
             index=adata.obs_names.copy(),
             name=f"{key_added}_prediction",
         )
         if inplace:
             alignment = align_genes(adata.var_names, self.gene_names, warn=False)
             colors = self._class_colors(adata)
+            if colors is not None and threshold is not None:
+                colors.append(UNKNOWN_COLOR)
             adata.obs[f"{key_added}_prediction"] = predicted.array
             adata.obs[f"{key_added}_confidence"] = proba.max(1).astype(np.float32)
+            adata.obs[f"{key_added}_novelty"] = novelty.astype(np.float32)
             adata.obs[f"{key_added}_is_support"] = adata.obs_names.isin(
                 np.asarray(self.fit_record_.get("support_obs_names", []), dtype=str)
             )
@@ -392,6 +507,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
                 wide = align_genes(adata.var_names, pd.Index(self.wide_gene_names_), warn=False)
                 adata.uns[key_added]["n_genes_wide"] = int(wide.reference.size)
                 adata.uns[key_added]["n_genes_wide_found"] = wide.n_overlap
+            if threshold is not None:
+                adata.uns[key_added]["unknown_threshold"] = float(threshold)
+                adata.uns[key_added]["n_unknown"] = int((codes == len(self.classes_)).sum())
         return predicted
 
     def _class_colors(self, adata: AnnData) -> list[str] | None:

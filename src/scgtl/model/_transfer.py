@@ -31,6 +31,7 @@ from scgtl.train import (
     MAX_PCA_ROWS,
     StudyPCA,
     add_wide_path,
+    calibration_record,
     check_head_init,
     check_training_settings,
     check_wide_weight,
@@ -304,7 +305,10 @@ class TransferMixin:
         A fitted :class:`~scgtl.GTLClassifier`; its ``fit_record_`` holds the support's
         ``obs_names`` (``"support_obs_names"``), the loss at every step, the wide path's weight
         and how it was chosen, whether the network started from an adapted model
-        (``"adapted"``), and these settings.
+        (``"adapted"``), the calibration and novelty reference that
+        :meth:`~scgtl.GTLClassifier.predict` uses (``"temperature"``, ``"prototypes"``,
+        ``"novelty_spread"``, ``"support_novelty"``; see :class:`~scgtl.GTLClassifier`), and
+        these settings.
 
         Raises
         ------
@@ -376,6 +380,7 @@ class TransferMixin:
             )
         wide_record["transductive"] = transductive
         wide_record["adapted"] = getattr(pretrained, "adaptation_", None) is not None
+        wide_record.update(calibration_record(network, x, y, wide_record))
         return GTLClassifier.from_network(
             network,
             gene_names=self.gene_names,

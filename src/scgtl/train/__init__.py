@@ -1,7 +1,21 @@
-"""Training loops: the guided update, few-shot fine-tuning, scouts and target adaptation."""
+"""Training loops (guided update, fine-tuning, scouts, adaptation), calibration and novelty."""
 
 from scgtl.train._adapt import fit_masked_reconstruction
 from scgtl.train._batched_scouts import SCOUT_MEMORY_BYTES, fit_scouts_batched, scout_batch_size
+from scgtl.train._calibration import (
+    TEMPERATURE_BOUNDS,
+    TEMPERATURE_PRIOR,
+    UNKNOWN_LABEL,
+    UNKNOWN_LEVEL,
+    calibration_record,
+    check_unknown,
+    class_prototypes,
+    conformal_threshold,
+    fit_temperature,
+    held_out_novelty,
+    leave_one_out_novelty,
+    prototype_novelty,
+)
 from scgtl.train._checkpoint import (
     CHECKPOINT_FILE,
     EpochCheckpoint,
@@ -38,6 +52,18 @@ from scgtl.train._wide import (
 )
 
 __all__ = [
+    "TEMPERATURE_BOUNDS",
+    "TEMPERATURE_PRIOR",
+    "UNKNOWN_LABEL",
+    "UNKNOWN_LEVEL",
+    "calibration_record",
+    "check_unknown",
+    "class_prototypes",
+    "conformal_threshold",
+    "fit_temperature",
+    "held_out_novelty",
+    "leave_one_out_novelty",
+    "prototype_novelty",
     "CHECKPOINT_FILE",
     "DISTRIBUTED_SPLIT_SEED",
     "EpochCheckpoint",

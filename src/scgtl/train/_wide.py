@@ -25,6 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
 from scgtl.module._classifier import GTLClassifierModule, pool_log_probabilities
+from scgtl.train._calibration import fit_temperature, held_out_novelty
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -224,8 +225,13 @@ def add_wide_path(
     Returns
     -------
     The ``fit_record_`` entries of the wide path: ``"wide"``, ``"wide_weight"``,
-    ``"wide_weight_source"`` and, with cross-validation, ``"wide_weight_grid"`` and
-    ``"wide_cv_log_loss"``.
+    ``"wide_weight_source"`` and, with cross-validation, ``"wide_weight_grid"``,
+    ``"wide_cv_log_loss"``, ``"temperature"`` (fitted on the pooled out-of-fold predictions at
+    the chosen weight, :func:`~scgtl.train.fit_temperature`), ``"support_log_proba"`` (those
+    pooled out-of-fold log-probabilities, ``(n_support, n_classes)``), ``"support_novelty"`` (each
+    support cell's novelty against the prototypes of the fold that left it out,
+    :func:`~scgtl.train.held_out_novelty`) and their sources (``"temperature_source"``,
+    ``"novelty_source"``: ``"cross-validation"``).
     """
     n_classes = network.head.out_features
     record = {"wide": True}
@@ -235,26 +241,40 @@ def add_wide_path(
         record.update(wide_weight=WIDE_WEIGHT_ONE_SHOT, wide_weight_source="one-shot default")
     else:
         codes = y.cpu().numpy()
+        fold_novelty = np.full(len(codes), np.nan)
 
         def network_fold(train, test):
             fold_network, _ = fit_network(x[train], y[train])
             with torch.no_grad():
-                return fold_network(x[test])["logits"]
+                out = fold_network(x[test])
+                z_train = fold_network.encoder(x[train])
+            # Held-out support cells against the fold's prototypes: how far a cell the
+            # network was not trained on lies, what "unknown='auto'" calibrates on.
+            fold_novelty[test] = held_out_novelty(
+                z_train.cpu().numpy(), codes[train], out["z"].cpu().numpy(), n_classes
+            )
+            return out["logits"]
 
         def wide_fold(train, test):
             with torch.no_grad():
                 return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
 
-        weight, cv_losses = choose_wide_weight(
-            cross_validated_log_proba(network_fold, codes, seed=seed),
-            cross_validated_log_proba(wide_fold, codes, seed=seed),
-            codes,
+        network_log_proba = cross_validated_log_proba(network_fold, codes, seed=seed)
+        wide_log_proba = cross_validated_log_proba(wide_fold, codes, seed=seed)
+        weight, cv_losses = choose_wide_weight(network_log_proba, wide_log_proba, codes)
+        pooled = pool_log_probabilities(
+            torch.as_tensor(network_log_proba), torch.as_tensor(wide_log_proba), weight
         )
         record.update(
             wide_weight=weight,
             wide_weight_source="cross-validation",
             wide_weight_grid=np.asarray(WIDE_WEIGHT_GRID),
             wide_cv_log_loss=cv_losses,
+            temperature=fit_temperature(pooled.numpy(), codes),
+            temperature_source="cross-validation",
+            support_log_proba=pooled.numpy().astype(np.float32),
+            support_novelty=fold_novelty,
+            novelty_source="cross-validation",
         )
     network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
     return record
