@@ -1,4 +1,4 @@
-"""The ``scgtl`` command line: ``scgtl benchmark ...``.
+"""``scgtl benchmark``: the few-shot benchmark of GTL beside simple baselines.
 
 A thin layer over :mod:`scgtl.benchmark`: it reads files, calls the library and writes the
 results.
@@ -7,30 +7,13 @@ results.
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 import time
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-_UNITS = ("counts", "normalized", "log1p")
+from scgtl._cli._common import UNITS, positive_int, quiet_lightning
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _add_benchmark_parser(subparsers) -> None:
+def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "benchmark",
         help="few-shot benchmark: GTL beside simple baselines",
@@ -50,13 +33,13 @@ def _add_benchmark_parser(subparsers) -> None:
     source.add_argument("--model", type=Path, help="directory of a saved scgtl.GTL model")
     source.add_argument("--corpus-layer", help="layer of the corpus with the values (default X)")
     source.add_argument(
-        "--units", choices=_UNITS, default="counts", help="units of the corpus (default counts)"
+        "--units", choices=UNITS, default="counts", help="units of the corpus (default counts)"
     )
     source.add_argument(
         "--labels-key-corpus", help="obs column of corpus labels (supervised pre-training)"
     )
     source.add_argument(
-        "--max-epochs", type=_positive_int, help="pre-training epochs (default: the model's)"
+        "--max-epochs", type=positive_int, help="pre-training epochs (default: the model's)"
     )
     source.add_argument(
         "--n-hvg",
@@ -70,18 +53,18 @@ def _add_benchmark_parser(subparsers) -> None:
     target.add_argument("--labels-key", help="obs column of the target's classes")
     target.add_argument("--target-layer", help="layer of the target (default X)")
     target.add_argument(
-        "--target-units", choices=_UNITS, help="units of the target (default: the corpus's)"
+        "--target-units", choices=UNITS, help="units of the target (default: the corpus's)"
     )
     run = p.add_argument_group("benchmark")
     run.add_argument(
         "--k-shots",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         default=[1, 3, 5, 10],
         help="support samples per class (default 1 3 5 10)",
     )
     run.add_argument(
-        "--n-episodes", type=_positive_int, default=20, help="episodes per k (default 20)"
+        "--n-episodes", type=positive_int, default=20, help="episodes per k (default 20)"
     )
     run.add_argument("--seed", type=int, default=0, help="seed of everything (default 0)")
     run.add_argument(
@@ -104,13 +87,14 @@ def _add_benchmark_parser(subparsers) -> None:
     run.add_argument("--out", type=Path, default=Path("scgtl_benchmark"), help="output folder")
     run.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="torch/BLAS threads (default 1: the fits are small and cores are often shared)",
     )
     run.add_argument("--title", help="title of the report and plot")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=_benchmark, check=_check_args, subparser=p)
+    # Library errors exit with 1 here, as this command always has (the pipeline commands: 2).
+    p.set_defaults(func=_benchmark, check=_check_args, subparser=p, error_status=1)
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -131,14 +115,6 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
         parser.error(f"--model {args.model} is not a directory")
     if args.n_hvg < 0:
         parser.error(f"--n-hvg must be >= 0, got {args.n_hvg}")
-
-
-def _quiet_lightning() -> None:
-    """Keep Lightning's banners and two of its harmless warnings out of the command's output."""
-    for name in ("lightning.pytorch", "lightning.fabric", "pytorch_lightning"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-    warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
 
 
 def _run_default(args: argparse.Namespace):
@@ -205,7 +181,7 @@ def _benchmark(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     from scgtl import settings
 
-    _quiet_lightning()
+    quiet_lightning()
     start = time.perf_counter()
     with settings.threads(args.threads):
         if args.target is None:
@@ -223,42 +199,3 @@ def _benchmark(args: argparse.Namespace) -> int:
     for path in paths.values():
         print(f"  {path}")
     return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The ``scgtl`` argument parser."""
-    from scgtl import __version__
-
-    parser = argparse.ArgumentParser(
-        prog="scgtl", description="Guided Transfer Learning for few-shot RNA-seq."
-    )
-    parser.add_argument("--version", action="version", version=f"scgtl {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _add_benchmark_parser(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``scgtl`` command line; returns the exit status.
-
-    Parameters
-    ----------
-    argv
-        Arguments without the program name (default: ``sys.argv[1:]``).
-    """
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    args.check(args.subparser, args)
-    try:
-        return args.func(args)
-    except (ValueError, KeyError, FileNotFoundError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"scgtl {args.command}: error: {message}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
