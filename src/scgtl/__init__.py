@@ -15,7 +15,7 @@ from scgtl._version import package_version
 __version__ = package_version()
 
 if TYPE_CHECKING:
-    from scgtl import benchmark, data, datasets, guide, module, train
+    from scgtl import benchmark, data, datasets, guide, module, pl, tl, train
     from scgtl.model import GTL, GTLClassifier
 
 #: Public names and the module each is loaded from on first use.
@@ -27,6 +27,8 @@ _LAZY = {
     "datasets": "scgtl.datasets",
     "guide": "scgtl.guide",
     "module": "scgtl.module",
+    "pl": "scgtl.pl",
+    "tl": "scgtl.tl",
     "train": "scgtl.train",
 }
 
@@ -39,7 +41,9 @@ __all__ = [
     "datasets",
     "guide",
     "module",
+    "pl",
     "settings",
+    "tl",
     "train",
 ]
 
