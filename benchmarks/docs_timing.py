@@ -1,8 +1,9 @@
-"""How long the README's Quickstart and the tutorial take, run as written.
+"""How long the README's Quickstart takes, run as written.
 
-Each page's ```python blocks run in order in a fresh process (the tutorial's files are written
-into a temporary folder); the wall time of the whole page is printed. Run it alone, with no other
-heavy job on the machine, and quote the result where the page states its time.
+The page's ```python blocks run in order in a fresh process, in a temporary folder; the wall
+time of the whole page is printed. Run it alone, with no other heavy job on the machine, and
+quote the result where the page states its time. (The tutorials are notebooks, executed and
+checked by ``tests/test_tutorials.py``.)
 
     python benchmarks/docs_timing.py
 """
@@ -19,7 +20,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PAGES = {
     "README Quickstart": (REPO / "README.md", 1),
-    "tutorial": (REPO / "tutorials" / "quickstart.md", None),
 }
 
 

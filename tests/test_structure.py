@@ -25,6 +25,8 @@ ALLOWED = {
     "model": {"data", "guide", "module", "train"},
     "benchmark": {"data", "datasets", "model"},
     "datasets": set(),
+    "tl": {"model"},
+    "pl": {"tl", "model", "benchmark"},
 }
 
 

@@ -178,6 +178,7 @@ def _convert_yan(paths: Mapping[str, Path]) -> ad.AnnData:
 
 # --- the registry ---------------------------------------------------------------------------
 
+#: The public data sets by loader name: URL, sha256, size, licence, citation and units of each.
 PUBLIC_DATASETS: dict[str, PublicDataset] = {
     "mudan_ref": PublicDataset(
         name="mudan_ref",

@@ -18,8 +18,11 @@ Statistic = Literal["squared", "absolute"]
 Normalization = Literal["per_tensor", "global"]
 Temperature = Literal["room", "warm", "icy", "freeze", "linear"]
 
+#: How the scouts' changes of a weight are summarised (``statistic=`` of ``compute_guide``).
 STATISTICS = ("squared", "absolute")
+#: How the summarised changes are scaled to [0, 1] (``normalization=``).
 NORMALIZATIONS = ("per_tensor", "global")
+#: How the guide is reshaped before use (``temperature=``).
 TEMPERATURES = ("room", "warm", "icy", "freeze", "linear")
 
 

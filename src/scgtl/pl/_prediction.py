@@ -91,6 +91,7 @@ def confusion_matrix(
         size = 0.55 * len(classes) + 2.0
         _, ax = plt.subplots(figsize=(size + 1.0, 0.55 * len(rows) + 1.8), layout="constrained")
     image = ax.imshow(matrix, cmap=cmap, vmin=0.0, aspect="auto")
+    ax.grid(False)  # styles such as scanpy's set_figure_params draw a grid across the cells
     ax.figure.colorbar(image, ax=ax, label="count" if normalize is None else "fraction")
     _annotate(ax, matrix, counts=normalize is None)
     ax.set_xticks(np.arange(len(classes)), classes, rotation=45, ha="right")
