@@ -2,6 +2,7 @@
 
 from scgtl.train._adapt import fit_masked_reconstruction
 from scgtl.train._batched_scouts import SCOUT_MEMORY_BYTES, fit_scouts_batched, scout_batch_size
+from scgtl.train._blocks import ShuffledBlockSampler, ShuffledBlockSplitter
 from scgtl.train._calibration import (
     TEMPERATURE_BOUNDS,
     TEMPERATURE_PRIOR,
@@ -68,6 +69,8 @@ __all__ = [
     "DISTRIBUTED_SPLIT_SEED",
     "EpochCheckpoint",
     "ResumePoint",
+    "ShuffledBlockSampler",
+    "ShuffledBlockSplitter",
     "TrainingDisplay",
     "TrainingLengthLog",
     "PretrainingProgress",
