@@ -484,7 +484,7 @@ def test_adapt_returns_a_new_model_and_leaves_the_source_unchanged(
     assert adapted is not gtl_model and adapted.module is not gtl_model.module
     assert not _states_equal(adapted.module.encoder, gtl_model.module.encoder)
     assert all(torch.equal(adapted.guide[k], g) for k, g in gtl_model.guide.items())
-    assert not hasattr(gtl_model, "adaptation_")
+    assert gtl_model.adaptation_ is None
     record = adapted.adaptation_
     assert record["n_obs"] == pbmc_target.n_obs and record["n_steps"] == 60
     assert record["replay"] == 0.5 and record["losses"].shape == (60,)

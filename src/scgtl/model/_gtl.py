@@ -135,6 +135,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         )
         self.guide_: dict[str, torch.Tensor] | None = None
         self.guide_settings_: dict | None = None
+        # What adapt() did, on an adapted model; None otherwise.
+        self.adaptation_: dict | None = None
         self.scgtl_version_ = package_version()
         self._model_summary_string = (
             f"GTL: {len(self.gene_names)} genes ({self.units}), n_latent={n_latent}, "

@@ -180,7 +180,7 @@ class TransferMixin:
         A :class:`~scgtl.GTL` whose ``adaptation_`` names this study.
         """
         units = self.units if units is None else units
-        adaptation = getattr(self, "adaptation_", None)
+        adaptation = self.adaptation_
         if adaptation is not None and adaptation.get("study") == study_fingerprint(
             adata, layer=layer, units=units
         ):
@@ -379,7 +379,7 @@ class TransferMixin:
                 network, fit_network, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
             )
         wide_record["transductive"] = transductive
-        wide_record["adapted"] = getattr(pretrained, "adaptation_", None) is not None
+        wide_record["adapted"] = pretrained.adaptation_ is not None
         wide_record.update(calibration_record(network, x, y, wide_record))
         return GTLClassifier.from_network(
             network,
