@@ -47,6 +47,7 @@ def synthetic_counts(n_obs: int, n_genes: int, *, n_types: int = 10, seed: int =
         rows.append(sparse.csr_matrix(counts.astype(np.float32)))
     adata = ad.AnnData(sparse.vstack(rows).tocsr())
     adata.obs_names = [f"cell{i}" for i in range(n_obs)]
+    adata.obs["cell_type"] = [f"type{t}" for t in types]
     adata.var_names = [f"gene{j}" for j in range(n_genes)]
     return adata
 
