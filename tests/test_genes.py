@@ -113,3 +113,16 @@ def test_backed_corpus_needs_explicit_genes(wide_counts, tmp_path):
         scgtl.GTL.setup_anndata(backed, units="counts", n_top_genes=20)
     scgtl.GTL.setup_anndata(backed, units="counts", genes=[f"g{i}" for i in range(20)])
     assert len(scgtl.GTL(backed, n_hidden=8, n_latent=4).gene_names) == 20
+
+
+def test_seurat_v3_failure_says_what_to_do(shared_data_dir):
+    """Few raw cells with many almost-never-detected genes: scikit-misc's bare loess error."""
+    import scanpy as sc
+
+    corpus = ad.read_h5ad(shared_data_dir / "mudan_pbmcA.h5ad")[:400].copy()
+    with pytest.raises(ValueError, match=r"seurat_v3.*filter_genes") as failure:
+        scgtl.GTL.setup_anndata(corpus, units="counts", n_top_genes=300)
+    assert "400 rows" in str(failure.value)
+    sc.pp.filter_genes(corpus, min_cells=10)  # the advice works
+    scgtl.GTL.setup_anndata(corpus, units="counts", n_top_genes=300)
+    assert len(scgtl.GTL(corpus).gene_names) == 300

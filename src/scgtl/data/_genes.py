@@ -55,7 +55,12 @@ def highly_variable_genes(
     work = sc.AnnData(X=get_matrix(adata, layer), var=pd.DataFrame(index=adata.var_names))
     if units == "counts":
         try:
-            sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat_v3")
+            try:
+                sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat_v3")
+            except ValueError as err:
+                if "reciprocal condition number" not in str(err):
+                    raise
+                raise ValueError(_SEURAT_V3_FAILED.format(n=adata.n_obs)) from err
             return adata.var_names[work.var["highly_variable"].to_numpy()]
         except ImportError:
             warnings.warn(
@@ -70,6 +75,16 @@ def highly_variable_genes(
         sc.pp.log1p(work)
     sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat")
     return adata.var_names[work.var["highly_variable"].to_numpy()]
+
+
+#: What to do when seurat_v3's loess fit of variance on mean fails (scikit-misc's message is a
+#: bare "reciprocal condition number"): it happens with few cells and many rarely seen genes.
+_SEURAT_V3_FAILED = (
+    "Choosing highly variable genes with scanpy's flavor='seurat_v3' failed on these {n} rows: "
+    "its loess fit of variance against mean is ill-conditioned, as with few cells and many "
+    "genes that are almost never detected. Drop rare genes first (e.g. "
+    "sc.pp.filter_genes(adata, min_cells=10)), give genes=[...], or pass n_top_genes=None."
+)
 
 
 def check_gene_subset(genes: Sequence[str], var_names: pd.Index) -> list[str]:
