@@ -63,7 +63,7 @@ def measure(corpus: ad.AnnData, *, max_epochs: int | None, repeats: int) -> dict
     rest = clock.ends[-1] - clock.ends[1]
     rows = []
     for _ in range(repeats):
-        estimate = model._time_scouts({})
+        estimate = model.estimate_guide_seconds()
         start = time.perf_counter()
         model.compute_guide()
         rows.append({"estimate_s": estimate, "actual_s": time.perf_counter() - start})

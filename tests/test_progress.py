@@ -141,3 +141,10 @@ def test_run_scouts_reports_every_step(pbmc_corpus):
 def test_display_rejects_unknown_phases():
     with pytest.raises(ValueError, match="'Fine-tuning'"):
         TrainingDisplay(["Fine-tuning"])
+
+
+def test_guide_time_estimate_takes_compute_guides_options(gtl_model):
+    seconds = gtl_model.estimate_guide_seconds(n_scouts=4, n_steps=10)
+    assert np.isfinite(seconds) and seconds > 0
+    with pytest.raises(TypeError, match="n_scout"):
+        gtl_model.estimate_guide_seconds(n_scout=4)

@@ -423,7 +423,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         if not compute_guide:
             return TrainingDisplay([PRETRAINING], enabled=progress)
         # A few tenths of a second, and only for a display someone reads.
-        scout_seconds = self._time_scouts(guide_kwargs) if progress else None
+        scout_seconds = self.estimate_guide_seconds(**guide_kwargs) if progress else None
         return TrainingDisplay([PRETRAINING, SCOUTS], enabled=progress, scout_seconds=scout_seconds)
 
     def _resume_point(

@@ -154,8 +154,27 @@ class GuideMixin:
         self.guide_settings_ = {**options, "groups": "labels" if self.labels_key else "kmeans"}
         return self.guide_
 
-    def _time_scouts(self, guide_kwargs: dict) -> float:
-        """Seconds the scouts of ``compute_guide(**guide_kwargs)`` will train, by a timed step."""
+    @uses_threads
+    def estimate_guide_seconds(self, **guide_kwargs) -> float:
+        """Seconds the scouts of ``compute_guide(**guide_kwargs)`` will spend training.
+
+        Measured, not guessed: a few steps of scout training on corpus rows, timed and scaled
+        (:func:`scgtl.train.estimate_scout_seconds`), a few tenths of a second. :meth:`train`
+        takes it for the scouts' time left before they start. Reading and clustering the
+        corpus are not counted. The model and the random generators are left as they were.
+
+        Parameters
+        ----------
+        **guide_kwargs
+            Options of :meth:`compute_guide` (its defaults for those not given).
+
+        Returns
+        -------
+        The estimated seconds.
+        """
+        unknown = set(guide_kwargs) - set(_guide_defaults()) - {"adata"}
+        if unknown:
+            raise TypeError(f"Not options of compute_guide: {sorted(unknown)}.")
         options = {**_guide_defaults(), **guide_kwargs}
         corpus = self._resolve_query(guide_kwargs.get("adata"), None)[0]
         n_rows = options["n_way"] * options["k_shot"]
