@@ -36,6 +36,7 @@ from scgtl.train import (
     check_training_settings,
     check_wide_weight,
     fine_tune_network,
+    fine_tune_networks,
     fit_linear_path,
     fit_masked_reconstruction,
 )
@@ -346,20 +347,21 @@ class TransferMixin:
         pretrained = self.adapted_to(adata, layer=layer, units=units) if adapt else self
         support_labels = pd.Categorical(labels.iloc[support].astype(str))
         y = torch.as_tensor(support_labels.codes.astype(np.int64), device=x.device)
-        fit_network = functools.partial(
-            fine_tune_network,
-            None if from_scratch else pretrained.module.encoder,
-            n_classes=len(support_labels.categories),
-            architecture=self.architecture_,
-            seed=seed,
-            head_init=head_init,
-            n_steps=n_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            guide=guide,
-            input_transform=input_transform,
-            extra_loss=extra_loss,
-        )
+        fit_settings = {
+            "n_classes": len(support_labels.categories),
+            "architecture": self.architecture_,
+            "seed": seed,
+            "head_init": head_init,
+            "n_steps": n_steps,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "guide": guide,
+            "input_transform": input_transform,
+            "extra_loss": extra_loss,
+        }
+        encoder = None if from_scratch else pretrained.module.encoder
+        fit_network = functools.partial(fine_tune_network, encoder, **fit_settings)
+        fit_networks = functools.partial(fine_tune_networks, encoder, **fit_settings)
         network, losses = fit_network(x, y, callback=callback)
         wide_genes = None
         wide_record = {"wide": False, "wide_weight": 0.0, "wide_weight_source": "none"}
@@ -376,7 +378,7 @@ class TransferMixin:
                 )
                 fit_wide = StudyPCA(study).fit_linear_path
             wide_record = add_wide_path(
-                network, fit_network, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
+                network, fit_networks, fit_wide, x, x_wide, y, wide_weight=wide_weight, seed=seed
             )
         wide_record["transductive"] = transductive
         wide_record["adapted"] = pretrained.adaptation_ is not None

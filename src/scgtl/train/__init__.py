@@ -1,7 +1,12 @@
 """Training loops (guided update, fine-tuning, scouts, adaptation), calibration and novelty."""
 
 from scgtl.train._adapt import fit_masked_reconstruction
-from scgtl.train._batched_scouts import SCOUT_MEMORY_BYTES, fit_scouts_batched, scout_batch_size
+from scgtl.train._batched_scouts import (
+    SCOUT_MEMORY_BYTES,
+    fit_networks_batched,
+    fit_scouts_batched,
+    scout_batch_size,
+)
 from scgtl.train._blocks import ShuffledBlockSampler, ShuffledBlockSplitter
 from scgtl.train._calibration import (
     TEMPERATURE_BOUNDS,
@@ -34,6 +39,7 @@ from scgtl.train._few_shot import (
     check_head_init,
     check_training_settings,
     fine_tune_network,
+    fine_tune_networks,
     fit_few_shot,
     prototype_head,
 )
@@ -50,6 +56,7 @@ from scgtl.train._wide import (
     choose_wide_weight,
     cross_validated_log_proba,
     fit_linear_path,
+    support_folds,
 )
 
 __all__ = [
@@ -91,11 +98,14 @@ __all__ = [
     "check_wide_weight",
     "choose_wide_weight",
     "cross_validated_log_proba",
+    "support_folds",
     "estimate_scout_seconds",
     "fine_tune_network",
+    "fine_tune_networks",
     "fit_few_shot",
     "fit_linear_path",
     "fit_masked_reconstruction",
+    "fit_networks_batched",
     "fit_scouts_batched",
     "prototype_head",
     "run_scouts",

@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 #: Memory the stacked copies of one chunk of scouts may take (weights, gradients, Adam state).
 SCOUT_MEMORY_BYTES = 256 * 2**20
@@ -315,23 +315,86 @@ def fit_scouts_batched(
     -------
     The trained encoder weights, ``{name: (n_scouts, *shape)}``.
     """
+    weights, _ = fit_networks_batched(
+        encoder,
+        heads,
+        x,
+        y,
+        generators,
+        n_steps=n_steps,
+        lr=lr,
+        weight_decay=weight_decay,
+        on_step=on_step,
+    )
+    return weights["encoder"]
+
+
+def fit_networks_batched(
+    encoder: nn.Module,
+    heads: Sequence[nn.Module],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    *,
+    n_steps: int = 100,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    guide: Mapping[str, torch.Tensor] | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> tuple[dict[str, dict[str, torch.Tensor]], torch.Tensor]:
+    """Train ``head_j(encoder_j(x_j))`` for every ``j`` at once from copies of one encoder.
+
+    The batched form of :func:`~scgtl.train.fit_few_shot` without hooks, used for the scouts
+    (:func:`fit_scouts_batched`) and for the cross-validation folds of guided fine-tuning
+    (:func:`~scgtl.train.fine_tune_networks`).
+
+    Parameters
+    ----------
+    encoder
+        The shared starting point; not modified.
+    heads
+        One head per copy (the same architecture); not modified.
+    x
+        ``(n_copies, n, n_genes)``: each copy's support rows.
+    y
+        ``(n_copies, n)``: each copy's integer class codes.
+    generators
+        One per copy, where its dropout masks are drawn from (see :func:`draw_masks`).
+    n_steps, lr, weight_decay
+        Adam settings, as in :func:`~scgtl.train.fit_few_shot`.
+    guide
+        Per-parameter plasticity of the encoder, shared by every copy (keyed by ``encoder``'s
+        parameter names); every copy's updates are scaled by it as
+        :class:`~scgtl.train.GuidedUpdate` scales one network's.
+    on_step
+        Called after every optimiser step (of all the copies at once).
+
+    Returns
+    -------
+    The trained weights, ``{"encoder": {name: (n_copies, *shape)}, "head": {...}}``, and the
+    loss of every copy at every step, ``(n_steps, n_copies)``.
+    """
     network = _ScoutNetwork(encoder, heads[0])
-    probe = _common_probe([probe_network(network, x_scout) for x_scout in x])
+    probe = _common_probe([probe_network(network, x_copy) for x_copy in x])
     # Weight decay moves weights whose gradient is zero, so then every gene takes part.
     subset = probe.input_layer is not None and weight_decay == 0
     template = _template(network, probe, subset)
     params = _stacked_parameters(network, heads)
+    scales = _stacked_guide(guide, params)
     buffers = {}
     if subset:
+        input_weight = f"{probe.input_layer}.weight"
         genes = expressed_genes(x)
         buffers[f"{probe.input_layer}.inputs"] = torch.gather(
             x, 2, genes.unsqueeze(1).expand(-1, x.shape[1], -1)
         )
-        full_weight = params[f"{probe.input_layer}.weight"]
-        params[f"{probe.input_layer}.weight"] = _columns(full_weight, genes)
+        full_weight = params[input_weight]
+        params[input_weight] = _columns(full_weight, genes)
+        if input_weight in scales:
+            scales[input_weight] = _columns(scales[input_weight], genes)
     for p in params.values():
         p.requires_grad_(True)
-    _train(
+    losses = _train(
         template,
         params,
         buffers,
@@ -342,16 +405,38 @@ def fit_scouts_batched(
         n_steps,
         lr,
         weight_decay,
+        scales,
         on_step,
     )
     if subset:
-        trained = params[f"{probe.input_layer}.weight"].detach()
-        params[f"{probe.input_layer}.weight"] = _put_columns(full_weight, genes, trained)
-    return {
-        name.removeprefix("encoder."): p.detach()
-        for name, p in params.items()
-        if name.startswith("encoder.")
-    }
+        trained = params[input_weight].detach()
+        params[input_weight] = _put_columns(full_weight, genes, trained)
+    weights: dict[str, dict[str, torch.Tensor]] = {"encoder": {}, "head": {}}
+    for name, p in params.items():
+        part, _, rest = name.partition(".")
+        weights[part][rest] = p.detach()
+    return weights, losses
+
+
+def _stacked_guide(
+    guide: Mapping[str, torch.Tensor] | None, params: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The guide keyed as the stacked parameters and expanded to their shape."""
+    if not guide:
+        return {}
+    scales = {}
+    for name, g in guide.items():
+        stacked = params.get(f"encoder.{name}")
+        if stacked is None:
+            raise KeyError(f"The guide names a parameter the network does not have: {name!r}.")
+        if g.shape != stacked.shape[1:]:
+            raise ValueError(
+                f"Guide for {name!r} has shape {tuple(g.shape)}, parameter has "
+                f"{tuple(stacked.shape[1:])}."
+            )
+        g = g.to(device=stacked.device, dtype=stacked.dtype)
+        scales[f"encoder.{name}"] = g.expand_as(stacked)
+    return scales
 
 
 def _train(
@@ -365,29 +450,49 @@ def _train(
     n_steps: int,
     lr: float,
     weight_decay: float,
+    scales: dict[str, torch.Tensor],
     on_step: Callable[[], None] | None = None,
-) -> None:
-    """The few-shot loop of :func:`~scgtl.train.fit_few_shot` on stacked copies, in place."""
-    # One Adam over the stacked tensors is the per-scout Adams side by side: every operation
+) -> torch.Tensor:
+    """The few-shot loop of :func:`~scgtl.train.fit_few_shot` on stacked copies, in place.
+
+    ``scales`` guides the parameters it names (``p <- p_old + g * (p_new - p_old)`` after
+    every step). Returns the loss of every copy at every step, ``(n_steps, n_copies)``.
+    """
+    # One Adam over the stacked tensors is the per-copy Adams side by side: every operation
     # of its step is elementwise and the step count is shared. Fused: one pass over memory
     # per tensor instead of about ten.
     fused = x.device.type in _FUSED_ADAM_DEVICES
     optimizer = torch.optim.Adam(
         params.values(), lr=lr, weight_decay=weight_decay, fused=fused or None
     )
+    guided = [params[name] for name in scales]
+    guides = list(scales.values())
+    # Reused every step: fresh tensors of this size cost page faults on every allocation.
+    before = [p.detach().clone() for p in guided]
 
-    def scout_loss(p, b, x_scout, y_scout):
-        return F.cross_entropy(functional_call(template, (p, b), (x_scout,)), y_scout)
+    def copy_loss(p, b, x_copy, y_copy):
+        return F.cross_entropy(functional_call(template, (p, b), (x_copy,)), y_copy)
 
-    # The sum's gradient with respect to scout j's copy is scout j's own gradient.
-    losses = vmap(scout_loss, randomness="error")
-    for _ in range(n_steps):
+    # The sum's gradient with respect to copy j's weights is copy j's own gradient.
+    losses = vmap(copy_loss, randomness="error")
+    history = torch.empty(n_steps, x.shape[0])
+    for step in range(n_steps):
         optimizer.zero_grad(set_to_none=True)
         masks = draw_masks(sites, generators, x.device)
-        losses(params, {**buffers, **masks}, x, y).sum().backward()
+        loss = losses(params, {**buffers, **masks}, x, y)
+        loss.sum().backward()
+        if guided:
+            torch._foreach_copy_(before, [p.detach() for p in guided])
         optimizer.step()
+        if guided:
+            with torch.no_grad():
+                # p_old + g (p_new - p_old) in one pass: lerp(start=p_old, end=p_new, g).
+                torch._foreach_lerp_(before, guided, guides)
+                torch._foreach_copy_(guided, before)
+        history[step] = loss.detach().cpu()
         if on_step is not None:
             on_step()
+    return history
 
 
 def _stacked_parameters(

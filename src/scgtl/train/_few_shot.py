@@ -18,10 +18,11 @@ from torch import nn
 
 from scgtl._docs import doc
 from scgtl.module import GTLClassifierModule
+from scgtl.train._batched_scouts import fit_networks_batched, supports_batched_scouts
 from scgtl.train._guided import GuidedUpdate
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     #: ``input_transform(x) -> x``, applied to the support rows before every forward pass.
     InputTransform = Callable[[torch.Tensor], torch.Tensor]
@@ -208,3 +209,125 @@ def fine_tune_network(
             network.head = prototype_head(network.encoder, x, y, n_classes)
         losses = fit_few_shot(network.encoder, network.head, x, y, **fit_kwargs)
     return network.eval(), losses
+
+
+#: Options of :func:`fit_few_shot` that only a sequential fit can honour (Python hooks).
+_SEQUENTIAL_ONLY = ("input_transform", "extra_loss", "callback")
+
+
+@doc.dedent
+def fine_tune_networks(
+    encoder: nn.Module | None,
+    xs: Sequence[torch.Tensor],
+    ys: Sequence[torch.Tensor],
+    n_classes: int,
+    *,
+    architecture: Mapping[str, Any],
+    seed: int = 0,
+    head_init: HeadInit = "prototypes",
+    batched: bool = True,
+    **fit_kwargs,
+) -> list[tuple[GTLClassifierModule, list[float]]]:
+    """:func:`fine_tune_network` on several support sets, trained at once where possible.
+
+    Every network starts as :func:`fine_tune_network` starts it with ``seed``, so all of them
+    start from the same weights and dropout stream; only their support sets differ (e.g. the
+    folds of a cross-validation). When the support sets have one shape, ``encoder`` is given,
+    it trains as one batched model (no buffers, plain dropout) and no hook is set, they are
+    trained as one model over stacked copies of the weights
+    (:func:`~scgtl.train.fit_networks_batched`, as the batched scouts): the same networks up
+    to floating-point rounding, several times faster. Otherwise one after another.
+
+    Parameters
+    ----------
+    encoder
+        The pre-trained encoder to copy; it is not modified. ``None``: a random initialisation.
+    xs, ys
+        The support sets: rows (log expression) and integer class codes ``0 .. n_classes - 1``.
+    n_classes
+        Number of classes.
+    architecture
+        The encoder's architecture (``n_latent``, ``n_hidden``, ``n_layers``, ``dropout_rate``).
+    seed
+        Seed of the initialisation and of training, the same for every support set.
+    %(param_head_init)s
+    batched
+        ``False``: always one after another.
+    **fit_kwargs
+        Options of :func:`fit_few_shot`.
+
+    Returns
+    -------
+    One ``(network, losses)`` per support set, as :func:`fine_tune_network` returns them.
+    """
+    if len(xs) != len(ys) or not xs:
+        raise ValueError(f"Give as many label vectors as support sets ({len(xs)} and {len(ys)}).")
+    settings = {"architecture": architecture, "seed": seed, "head_init": head_init}
+    if not (batched and _batchable(encoder, xs, ys, fit_kwargs)):
+        return [
+            fine_tune_network(encoder, x, y, n_classes, **settings, **fit_kwargs)
+            for x, y in zip(xs, ys, strict=True)
+        ]
+    check_head_init(head_init)
+    check_training_settings(
+        n_steps=fit_kwargs.get("n_steps", 100),
+        lr=fit_kwargs.get("lr", 1e-3),
+        weight_decay=fit_kwargs.get("weight_decay", 0.0),
+    )
+    starts = [
+        _network_start(encoder, x, y, n_classes, **settings) for x, y in zip(xs, ys, strict=True)
+    ]
+    networks, generators = zip(*starts, strict=True)
+    weights, losses = fit_networks_batched(
+        networks[0].encoder,
+        [network.head for network in networks],
+        torch.stack(list(xs)),
+        torch.stack(list(ys)),
+        generators,
+        **{key: value for key, value in fit_kwargs.items() if value is not None},
+    )
+    for j, network in enumerate(networks):
+        with torch.no_grad():
+            for part in ("encoder", "head"):
+                module = getattr(network, part)
+                module.load_state_dict({name: w[j] for name, w in weights[part].items()})
+        network.eval()
+    return [(network, losses[:, j].tolist()) for j, network in enumerate(networks)]
+
+
+def _batchable(encoder, xs, ys, fit_kwargs) -> bool:
+    """Whether :func:`fine_tune_networks` can train these support sets as one model."""
+    if encoder is None or any(fit_kwargs.get(name) is not None for name in _SEQUENTIAL_ONLY):
+        return False
+    shapes = {(tuple(x.shape), tuple(y.shape)) for x, y in zip(xs, ys, strict=True)}
+    return len(shapes) == 1 and supports_batched_scouts(encoder)
+
+
+def _network_start(
+    encoder: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    *,
+    architecture: Mapping[str, Any],
+    seed: int,
+    head_init: HeadInit,
+) -> tuple[GTLClassifierModule, torch.Generator]:
+    """A network as :func:`fine_tune_network` builds it before training, and its dropout stream.
+
+    On the CPU the generator continues from where the seeded global generator stands after the
+    network is built, where :func:`fit_few_shot`'s dropout would draw from; on other devices,
+    whose dropout kernels draw differently, it is seeded with ``seed``.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = GTLClassifierModule(x.shape[1], n_classes, **architecture).to(x.device)
+        network.encoder.load_state_dict(copy.deepcopy(encoder.state_dict()))
+        if head_init == "prototypes":
+            network.head = prototype_head(network.encoder, x, y, n_classes)
+        generator = torch.Generator(device=x.device)
+        if x.device.type == "cpu":
+            generator.set_state(torch.get_rng_state())
+        else:
+            generator.manual_seed(seed)
+    return network, generator

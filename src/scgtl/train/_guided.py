@@ -40,7 +40,7 @@ class GuidedUpdate:
         unknown = sorted(set(guide) - set(parameters))
         if unknown:
             raise KeyError(f"The guide names parameters the network does not have: {unknown[:5]}.")
-        self._pairs = []
+        self._params, self._guides = [], []
         for name, g in guide.items():
             p = parameters[name]
             if g.shape != p.shape:
@@ -48,13 +48,21 @@ class GuidedUpdate:
                     f"Guide for {name!r} has shape {tuple(g.shape)}, parameter has "
                     f"{tuple(p.shape)}."
                 )
-            self._pairs.append((p, g.to(device=p.device, dtype=p.dtype)))
+            self._params.append(p)
+            self._guides.append(g.to(device=p.device, dtype=p.dtype))
+        # Reused at every step: fresh tensors of the first layer's size cost page faults.
+        self._before = [p.detach().clone() for p in self._params]
 
     @contextmanager
     def step(self) -> Iterator[None]:
         """Snapshot the guided parameters, let the caller step, then scale the update."""
-        before = [p.detach().clone() for p, _ in self._pairs]
+        if not self._params:
+            yield
+            return
+        with torch.no_grad():
+            torch._foreach_copy_(self._before, self._params)
         yield
         with torch.no_grad():
-            for (p, g), old in zip(self._pairs, before, strict=True):
-                p.copy_(old + g * (p - old))
+            # p_old + G (p_new - p_old) in one pass over memory: lerp(p_old, p_new, G).
+            torch._foreach_lerp_(self._before, self._params, self._guides)
+            torch._foreach_copy_(self._params, self._before)

@@ -93,16 +93,33 @@ def fit_linear_path(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Line
     return layer
 
 
+def support_folds(y: np.ndarray, *, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cross-validation folds of a support set, as ``(train, test)`` positions.
+
+    Stratified folds, ``min(k_min, MAX_FOLDS)`` of them (``k_min``: samples of the smallest
+    class), so each fold leaves out about one sample per class when ``k <= 5``.
+
+    Parameters
+    ----------
+    y
+        Integer class codes of the support rows; the smallest class needs 2 samples.
+    seed
+        Seed of the fold assignment.
+    """
+    n_folds = min(int(np.bincount(y).min()), MAX_FOLDS)
+    if n_folds < 2:
+        raise ValueError("Cross-validation needs at least 2 samples of every class.")
+    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed % 2**32)
+    return list(folds.split(np.zeros(len(y)), y))
+
+
 def cross_validated_log_proba(
     fit_predict: Callable[[np.ndarray, np.ndarray], torch.Tensor],
     y: np.ndarray,
     *,
     seed: int,
 ) -> np.ndarray:
-    """Out-of-fold log-probabilities of every support row.
-
-    Stratified folds, ``min(k_min, MAX_FOLDS)`` of them (``k_min``: samples of the smallest
-    class), so each fold leaves out about one sample per class when ``k <= 5``.
+    """Out-of-fold log-probabilities of every support row, over :func:`support_folds`.
 
     Parameters
     ----------
@@ -118,15 +135,16 @@ def cross_validated_log_proba(
     -------
     ``(n_support, n_classes)`` log-probabilities.
     """
-    n_folds = min(int(np.bincount(y).min()), MAX_FOLDS)
-    if n_folds < 2:
-        raise ValueError("Cross-validation needs at least 2 samples of every class.")
-    folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed % 2**32)
-    out = None
-    for train, test in folds.split(np.zeros(len(y)), y):
-        logits = fit_predict(train, test)
-        if out is None:
-            out = np.zeros((len(y), logits.shape[1]))
+    folds = support_folds(y, seed=seed)
+    return _out_of_fold([fit_predict(train, test) for train, test in folds], folds, len(y))
+
+
+def _out_of_fold(
+    fold_logits: Sequence[torch.Tensor], folds: Sequence[tuple[np.ndarray, np.ndarray]], n: int
+) -> np.ndarray:
+    """Each fold's held-out logits as log-probabilities, in the support's row order."""
+    out = np.zeros((n, fold_logits[0].shape[1]))
+    for logits, (_, test) in zip(fold_logits, folds, strict=True):
         out[test] = F.log_softmax(logits.detach().double(), dim=1).cpu().numpy()
     return out
 
@@ -191,7 +209,9 @@ class StudyPCA:
 
 def add_wide_path(
     network: GTLClassifierModule,
-    fit_network: Callable[[torch.Tensor, torch.Tensor], tuple[GTLClassifierModule, list]],
+    fit_networks: Callable[
+        [Sequence[torch.Tensor], Sequence[torch.Tensor]], list[tuple[GTLClassifierModule, list]]
+    ],
     fit_wide: Callable[[torch.Tensor, torch.Tensor, int], nn.Linear],
     x: torch.Tensor,
     x_wide: torch.Tensor,
@@ -206,8 +226,9 @@ def add_wide_path(
     ----------
     network
         The fitted network; it receives the wide path (:meth:`set_wide_path`).
-    fit_network
-        ``fit_network(x, y) -> (network, losses)``, re-fits the network on a fold.
+    fit_networks
+        ``fit_networks(xs, ys) -> [(network, losses), ...]``, re-fits the network on every
+        fold's training rows (:func:`~scgtl.train.fine_tune_networks`: at once where it can).
     fit_wide
         ``fit_wide(x_wide, y, n_classes) -> nn.Linear`` (:func:`fit_linear_path` or
         :meth:`StudyPCA.fit_linear_path`).
@@ -241,26 +262,17 @@ def add_wide_path(
         record.update(wide_weight=WIDE_WEIGHT_ONE_SHOT, wide_weight_source="one-shot default")
     else:
         codes = y.cpu().numpy()
-        fold_novelty = np.full(len(codes), np.nan)
-
-        def network_fold(train, test):
-            fold_network, _ = fit_network(x[train], y[train])
-            with torch.no_grad():
-                out = fold_network(x[test])
-                z_train = fold_network.encoder(x[train])
-            # Held-out support cells against the fold's prototypes: how far a cell the
-            # network was not trained on lies, what "unknown='auto'" calibrates on.
-            fold_novelty[test] = held_out_novelty(
-                z_train.cpu().numpy(), codes[train], out["z"].cpu().numpy(), n_classes
-            )
-            return out["logits"]
+        folds = support_folds(codes, seed=seed)
+        network_logits, fold_novelty = _network_folds(network, fit_networks, x, y, folds)
 
         def wide_fold(train, test):
             with torch.no_grad():
                 return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
 
-        network_log_proba = cross_validated_log_proba(network_fold, codes, seed=seed)
-        wide_log_proba = cross_validated_log_proba(wide_fold, codes, seed=seed)
+        network_log_proba = _out_of_fold(network_logits, folds, len(codes))
+        wide_log_proba = _out_of_fold(
+            [wide_fold(train, test) for train, test in folds], folds, len(codes)
+        )
         weight, cv_losses = choose_wide_weight(network_log_proba, wide_log_proba, codes)
         pooled = pool_log_probabilities(
             torch.as_tensor(network_log_proba), torch.as_tensor(wide_log_proba), weight
@@ -278,3 +290,28 @@ def add_wide_path(
         )
     network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
     return record
+
+
+def _network_folds(
+    network: GTLClassifierModule,
+    fit_networks: Callable,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[torch.Tensor], np.ndarray]:
+    """The network re-fitted on every fold: held-out logits and novelty of each support row."""
+    codes = y.cpu().numpy()
+    n_classes = network.head.out_features
+    fitted = fit_networks([x[train] for train, _ in folds], [y[train] for train, _ in folds])
+    logits, novelty = [], np.full(len(codes), np.nan)
+    for (fold_network, _), (train, test) in zip(fitted, folds, strict=True):
+        with torch.no_grad():
+            out = fold_network(x[test])
+            z_train = fold_network.encoder(x[train])
+        # Held-out support cells against the fold's prototypes: how far a cell the network
+        # was not trained on lies, what "unknown='auto'" calibrates on.
+        novelty[test] = held_out_novelty(
+            z_train.cpu().numpy(), codes[train], out["z"].cpu().numpy(), n_classes
+        )
+        logits.append(out["logits"])
+    return logits, novelty
