@@ -37,7 +37,7 @@ import warnings
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-N_HIDDEN, N_LATENT, BATCH_SIZE = 256, 64, 128
+BATCH_SIZE = 128
 
 
 # ---------------------------------------------------------------------------- the corpora
@@ -208,7 +208,14 @@ def run_child(kind: str, args, paths: list[Path] | None = None) -> dict:
 
 # ---------------------------------------------------------------------------- report
 def flops_per_sample(n_genes: int) -> int:
-    return 6 * (n_genes * N_HIDDEN + N_HIDDEN * N_LATENT + N_LATENT * n_genes)
+    """6 x the multiply-adds of one sample through the default model (encoder and decoder)."""
+    import inspect
+
+    import scgtl
+
+    defaults = inspect.signature(scgtl.GTL).parameters
+    n_hidden, n_latent = defaults["n_hidden"].default, defaults["n_latent"].default
+    return 6 * (n_genes * n_hidden + n_hidden * n_latent + n_latent * n_genes)
 
 
 def plot(rows: list[dict], path: Path) -> None:

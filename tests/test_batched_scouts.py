@@ -158,7 +158,7 @@ def test_encoders_with_buffers_run_sequentially():
 
 
 def test_scout_batch_size_bounds_memory():
-    encoder = MLPEncoder(2000)  # about 0.53 M values: 8.5 MB per scout
+    encoder = MLPEncoder(2000, n_hidden=256, n_latent=64)  # 0.53 M values: 8.5 MB per scout
     assert scout_batch_size(encoder, 60) == 30
     assert scout_batch_size(encoder, 60, memory_bytes=1) == 1
     assert scout_batch_size(encoder, 5) == 5
