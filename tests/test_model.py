@@ -543,3 +543,23 @@ def test_adapt_rejects_bad_data(gtl_model, pbmc_target):
     negative.X = -np.ones(negative.shape, dtype=np.float32)
     with pytest.raises(ValueError, match="negative"):
         gtl_model.adapt(negative, n_steps=1)
+
+
+def test_pretraining_is_deterministic_per_torch_seed(make_counts):
+    """Two runs seeded alike train on the same rows: the train/validation split is seeded too."""
+    import scvi
+
+    assert scvi.settings.seed is None
+    weights, splits = [], []
+    for _ in range(2):
+        corpus = make_counts(n_obs=60, n_vars=20)
+        scgtl.GTL.setup_anndata(corpus, units="counts", n_top_genes=None)
+        torch.manual_seed(0)
+        model = scgtl.GTL(corpus, n_hidden=16, n_latent=4)
+        model.train(max_epochs=2, train_size=0.8, compute_guide=False, enable_progress_bar=False)
+        weights.append({k: v.clone() for k, v in model.module.state_dict().items()})
+        splits.append(np.sort(model.train_indices))
+    np.testing.assert_array_equal(splits[0], splits[1])
+    assert len(splits[0]) == 48
+    for name, value in weights[0].items():
+        assert torch.equal(weights[1][name], value), name

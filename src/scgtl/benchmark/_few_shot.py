@@ -24,7 +24,11 @@ from scgtl.benchmark._methods import (
     resolve_methods,
 )
 from scgtl.benchmark._result import FewShotResult
-from scgtl.benchmark._stats import expected_calibration_error
+from scgtl.benchmark._stats import (
+    CALIBRATION_COLUMNS,
+    calibration_bins,
+    expected_calibration_error,
+)
 from scgtl.data import align_genes, check_labels, check_units_name
 
 if TYPE_CHECKING:
@@ -54,13 +58,13 @@ def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict
     bins); lower is better calibrated.
     """
     classes = list(classes)
-    y_pred = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    y_pred, confidence, correct = _predicted(y_true, proba, classes)
     scores = {
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "macro_f1": float(
             f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
         ),
-        "ece": expected_calibration_error(proba.max(axis=1), y_pred == np.asarray(y_true)),
+        "ece": expected_calibration_error(confidence, correct),
     }
     if len(classes) == 2:
         positive = np.asarray(y_true) == classes[1]
@@ -70,6 +74,30 @@ def score(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]) -> dict
             else np.nan
         )
     return scores
+
+
+def _predicted(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The argmax class of each row, its probability (the confidence) and whether it is right."""
+    y_pred = np.asarray(list(classes), dtype=object)[proba.argmax(axis=1)]
+    return y_pred, proba.max(axis=1), y_pred == np.asarray(y_true)
+
+
+def calibration_rows(
+    y_true: np.ndarray, proba: np.ndarray, classes: Sequence[str], **keys
+) -> list[dict]:
+    """One row per confidence bin of the ECE (:func:`~scgtl.benchmark._stats.calibration_bins`).
+
+    ``keys`` (method, regime, k, episode) start every row; then ``bin``, ``n_cells``,
+    ``confidence_sum`` and ``n_correct``.
+    """
+    _, confidence, correct = _predicted(y_true, proba, classes)
+    sums = zip(*calibration_bins(confidence, correct), strict=True)
+    return [
+        {**keys, "bin": b, "n_cells": int(n), "confidence_sum": float(c), "n_correct": int(r)}
+        for b, (n, c, r) in enumerate(sums)
+    ]
 
 
 @contextlib.contextmanager
@@ -98,10 +126,13 @@ def _check_target(target: AnnData, labels_key: str) -> np.ndarray:
     return np.asarray(check_labels(target.obs[labels_key], labels_key=labels_key)).astype(str)
 
 
-def _run_episode(episode: Episode, methods: list[Method], data: TargetData, advance) -> list[dict]:
+def _run_episode(
+    episode: Episode, methods: list[Method], data: TargetData, advance
+) -> tuple[list[dict], list[dict]]:
+    """The scores of every method on one episode, and their calibration bins."""
     tasks = {genes: FewShotTask(episode, data, genes=genes) for genes in ("model", "target")}
     y_query = data.labels[episode.query]
-    rows = []
+    rows, bins = [], []
     for method in methods:
         task = tasks[data.genes_for(method)]
         start = time.perf_counter()
@@ -122,8 +153,12 @@ def _run_episode(episode: Episode, methods: list[Method], data: TargetData, adva
                 "fit_seconds": seconds,
             }
         )
+        bins += calibration_rows(
+            y_query, proba, episode.classes, method=method.name, regime=regime_of(method),
+            k=episode.k, episode=episode.episode,
+        )  # fmt: skip
         advance(f"k={episode.k} episode {episode.episode + 1} · {method.name}")
-    return rows
+    return rows, bins
 
 
 def _a(regime: str) -> str:
@@ -270,8 +305,9 @@ def few_shot(
 
     Returns
     -------
-    The per-episode scores (with each method's ``regime``) and their statistics; see
-    :class:`scgtl.benchmark.FewShotResult`.
+    The per-episode scores (with each method's ``regime``), the confidence bins of every
+    method and episode (:attr:`~scgtl.benchmark.FewShotResult.calibration`, for reliability
+    diagrams) and their statistics; see :class:`scgtl.benchmark.FewShotResult`.
 
     Examples
     --------
@@ -317,6 +353,7 @@ def few_shot(
             left_out[k] = [str(c) for c in sorted(set(all_classes) - set(classes))]
 
     rows: list[dict] = []
+    bins: list[dict] = []
     with (
         global_settings.threads(n_threads),
         progress_bar(
@@ -327,7 +364,9 @@ def few_shot(
         for method in methods:
             method.prepare(data)
         for episode in episodes:
-            rows.extend(_run_episode(episode, methods, data, advance))
+            scores, calibration = _run_episode(episode, methods, data, advance)
+            rows += scores
+            bins += calibration
     wall = time.perf_counter() - start
 
     table = pd.DataFrame(rows)
@@ -356,4 +395,5 @@ def few_shot(
         transductive_reference=transductive_reference,
         settings=settings,
         episodes=episodes,
+        calibration=pd.DataFrame(bins, columns=list(CALIBRATION_COLUMNS)),
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 RESULTS_CSV = "results.csv"
 SUMMARY_MD = "summary.md"
 PLOT_PNG = "accuracy_vs_k.png"
+CALIBRATION_CSV = "calibration.csv"
 
 _TITLES = {
     "balanced_accuracy": "Balanced accuracy",
@@ -213,9 +214,11 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
 def save(result: FewShotResult, out_dir: str | Path, *, title: str | None = None) -> dict:
     """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_k.png`` into ``out_dir``.
 
+    ``calibration.csv`` too when the result has calibration bins.
+
     Returns
     -------
-    The three paths, keyed ``"csv"``, ``"markdown"``, ``"plot"``.
+    The paths, keyed ``"csv"``, ``"markdown"``, ``"plot"`` and, with bins, ``"calibration"``.
     """
     import matplotlib.pyplot as plt
 
@@ -223,6 +226,9 @@ def save(result: FewShotResult, out_dir: str | Path, *, title: str | None = None
     out.mkdir(parents=True, exist_ok=True)
     paths = {"csv": out / RESULTS_CSV, "markdown": out / SUMMARY_MD, "plot": out / PLOT_PNG}
     result.table.to_csv(paths["csv"], index=False)
+    if not result.calibration.empty:
+        paths["calibration"] = out / CALIBRATION_CSV
+        result.calibration.to_csv(paths["calibration"], index=False)
     paths["markdown"].write_text(to_markdown(result, title=title) + "\n")
     fig = result.plot(title=title)
     fig.savefig(paths["plot"], dpi=110)

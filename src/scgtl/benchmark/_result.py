@@ -13,6 +13,7 @@ from scgtl.benchmark._methods import REGIMES
 from scgtl.benchmark._plot import plot_accuracy_vs_k
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from matplotlib.axes import Axes
@@ -58,6 +59,15 @@ class FewShotResult:
     transductive_reference
         The transductive reference, compared with the other transductive methods; ``None``:
         the transductive methods are not compared.
+    calibration
+        The confidence bins of the ``ece`` column, 15 rows per method, ``k`` and episode (the
+        equal-width bins of :func:`~scgtl.benchmark._stats.calibration_bins`): ``method``,
+        ``regime``, ``k``, ``episode``, ``bin`` (0 to 14), ``n_cells`` (query cells whose
+        confidence, the largest probability, falls in the bin), ``confidence_sum`` (the sum of
+        their confidence) and ``n_correct`` (those predicted right). Sums add up over episodes:
+        :meth:`reliability` pools them for a reliability diagram
+        (:func:`scgtl.pl.reliability`). Empty for a result without bins (one built from an
+        older ``results.csv``); ``None`` is taken as empty.
     """
 
     table: pd.DataFrame
@@ -67,8 +77,10 @@ class FewShotResult:
     episodes: list[Episode] = field(default_factory=list, repr=False)
     confidence: float = 0.95
     transductive_reference: str | None = None
+    calibration: pd.DataFrame | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        self.calibration = _check_calibration(self.calibration)
         if "regime" in self.table.columns:
             per_method = self.table.groupby("method", sort=False)["regime"].nunique()
             mixed = sorted(per_method.index[per_method > 1])
@@ -240,6 +252,77 @@ class FewShotResult:
             chance = float(levels[0]) if levels.size == 1 else None
         return plot_accuracy_vs_k(summary, metric=metric, chance=chance, title=title, ax=ax)
 
+    def reliability(
+        self, *, k: int | None = None, methods: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The calibration bins of one ``k``, pooled over its episodes: a reliability diagram.
+
+        Parameters
+        ----------
+        k
+            Support samples per class (default: the largest ``k`` with bins).
+        methods
+            The methods, in this order (default: every method, in table order).
+
+        Returns
+        -------
+        One row per method and bin (15 per method): ``method``, ``regime``, ``k``, ``bin``,
+        ``n_episodes``, ``n_cells``, ``confidence_sum``, ``n_correct`` (summed over episodes),
+        ``confidence`` (the bin's mean confidence) and ``accuracy`` (its fraction of correct
+        predictions), the last two NaN in an empty bin.
+        """
+        if self.calibration.empty:
+            raise ValueError(
+                "This result has no calibration bins (a table without them, e.g. an older "
+                "results.csv); run scgtl.benchmark.few_shot again, or pass the calibration.csv "
+                "that FewShotResult.save writes as calibration=."
+            )
+        available = sorted(int(v) for v in self.calibration["k"].unique())
+        k = available[-1] if k is None else k
+        if k not in available:
+            raise ValueError(
+                f"k={k!r} is not a k of the calibration bins; choose among {available}."
+            )
+        part = self.calibration[self.calibration["k"] == k]
+        names = list(dict.fromkeys(part["method"]))
+        if methods is not None:
+            methods = [methods] if isinstance(methods, str) else list(methods)
+            unknown = [m for m in methods if m not in names]
+            if unknown or not methods:
+                raise ValueError(
+                    f"methods={methods!r}: {unknown or 'none given'} not among the methods with "
+                    f"bins at k={k}: {names}."
+                )
+            order = {m: i for i, m in enumerate(methods)}
+            part = part[part["method"].isin(methods)]
+            part = part.sort_values("method", key=lambda m: m.map(order), kind="stable")
+        return _stats.pool_calibration(part)
+
+    def pooled_ece(
+        self, *, k: int | None = None, methods: Sequence[str] | None = None
+    ) -> pd.Series:
+        """Expected calibration error of each method's query cells of all episodes pooled.
+
+        Computed from the summed bins of :meth:`reliability` (same ``k`` and ``methods``). The
+        ``ece`` column of :attr:`table` is per episode; its mean over episodes weights each
+        episode alike, the pooled ECE each cell.
+
+        Returns
+        -------
+        The ECE of each method, indexed by method name (in :meth:`reliability`'s order).
+        """
+        bins = self.reliability(k=k, methods=methods)
+        return pd.Series(
+            {
+                method: _stats.binned_calibration_error(
+                    group["n_cells"], group["confidence_sum"], group["n_correct"]
+                )
+                for method, group in bins.groupby("method", sort=False)
+            },
+            name="ece",
+            dtype=float,
+        ).rename_axis("method")
+
     def to_markdown(self, *, title: str | None = None) -> str:
         """The report as Markdown: settings, then an inductive and a transductive section.
 
@@ -251,9 +334,13 @@ class FewShotResult:
     def save(self, out_dir: str | Path, *, title: str | None = None) -> dict[str, Path]:
         """Write ``results.csv``, ``summary.md`` and ``accuracy_vs_k.png`` into ``out_dir``.
 
+        When the result has calibration bins, also ``calibration.csv`` (:attr:`calibration`;
+        ``pd.read_csv`` of it is the table again, to pass back as ``calibration=``).
+
         Returns
         -------
-        The paths written, keyed ``"csv"``, ``"markdown"`` and ``"plot"``.
+        The paths written, keyed ``"csv"``, ``"markdown"``, ``"plot"`` and, with bins,
+        ``"calibration"``.
         """
         return _report.save(self, out_dir, title=title)
 
@@ -266,6 +353,22 @@ class FewShotResult:
         )
         lines = [f"[{r}] {line}" for r in REGIMES for line in self.verdicts(regime=r)]
         return "\n".join([head, *lines])
+
+
+def _check_calibration(calibration: pd.DataFrame | None) -> pd.DataFrame:
+    """The calibration bins, or an empty table of their columns for ``None``."""
+    columns = list(_stats.CALIBRATION_COLUMNS)
+    if calibration is None:
+        return pd.DataFrame(columns=columns)
+    if not isinstance(calibration, pd.DataFrame):
+        raise TypeError(
+            f"calibration must be a DataFrame of columns {columns} or None; got "
+            f"{type(calibration).__name__}."
+        )
+    missing = [c for c in columns if c not in calibration.columns]
+    if missing:
+        raise ValueError(f"calibration lacks the columns {missing}; it needs {columns}.")
+    return calibration
 
 
 def _check_regime(regime: str) -> str:

@@ -20,15 +20,77 @@ COMPARISON_COLUMNS: tuple[str, ...] = (
 ECE_BINS = 15
 
 
+#: Columns of :attr:`scgtl.benchmark.FewShotResult.calibration`, in order.
+CALIBRATION_COLUMNS: tuple[str, ...] = (
+    "method", "regime", "k", "episode", "bin", "n_cells", "confidence_sum", "n_correct",
+)  # fmt: skip
+
+
+def calibration_bins(
+    confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = ECE_BINS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells, summed confidence and correct predictions in each equal-width confidence bin.
+
+    The bins split ``[0, 1]`` into ``n_bins`` equal parts, the first closed (``[0, 1/n]``), the
+    others ``(a, b]``: the binning of :func:`expected_calibration_error`, which is computed from
+    these sums (:func:`binned_calibration_error`). Sums, unlike means, add up over episodes, so
+    bins of several episodes can be pooled.
+
+    Parameters
+    ----------
+    confidence
+        Probability of each cell's predicted class.
+    correct
+        Whether each prediction is right.
+    n_bins
+        Number of bins.
+
+    Returns
+    -------
+    ``(n_cells, confidence_sum, n_correct)``, three arrays of length ``n_bins``: the number of
+    cells in each bin (integers), the sum of their confidence and the number of them predicted
+    right (integers).
+    """
+    confidence = np.asarray(confidence, dtype=float).ravel()
+    correct = np.asarray(correct, dtype=bool).ravel()
+    if confidence.shape != correct.shape:
+        raise ValueError(
+            f"confidence has {confidence.size} values and correct {correct.size}; one per cell "
+            "is needed in both."
+        )
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    n_cells = np.bincount(bins, minlength=n_bins)
+    confidence_sum = np.bincount(bins, weights=confidence, minlength=n_bins)
+    n_correct = np.bincount(bins[correct], minlength=n_bins)
+    return n_cells, confidence_sum, n_correct
+
+
+def binned_calibration_error(
+    n_cells: np.ndarray, confidence_sum: np.ndarray, n_correct: np.ndarray
+) -> float:
+    """Expected calibration error from the sums of :func:`calibration_bins` (NaN without cells).
+
+    A bin's ``|accuracy - mean confidence|`` weighted by its share of the cells is
+    ``|n_correct - confidence_sum| / total cells``, so the bins of several episodes, summed,
+    give the ECE of all their cells pooled.
+    """
+    n_cells = np.asarray(n_cells, dtype=float)
+    total = n_cells.sum()
+    if total == 0:
+        return np.nan
+    gaps = np.abs(np.asarray(n_correct, dtype=float) - np.asarray(confidence_sum, dtype=float))
+    return float(gaps[n_cells > 0].sum() / total)
+
+
 def expected_calibration_error(
     confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = ECE_BINS
 ) -> float:
     """Expected calibration error: how far confidence is from accuracy, on average.
 
     The cells are put into ``n_bins`` equal-width bins of confidence over ``[0, 1]`` (the
-    first bin closed, ``[0, 1/n]``, the others ``(a, b]``); ECE is the mean over bins of
-    ``|accuracy - mean confidence|``, weighted by the fraction of cells in the bin. ``0`` is
-    perfectly calibrated. NaN without cells.
+    first bin closed, ``[0, 1/n]``, the others ``(a, b]``; see :func:`calibration_bins`); ECE
+    is the mean over bins of ``|accuracy - mean confidence|``, weighted by the fraction of cells
+    in the bin. ``0`` is perfectly calibrated. NaN without cells.
 
     Parameters
     ----------
@@ -39,16 +101,38 @@ def expected_calibration_error(
     n_bins
         Number of bins (15, as Guo et al. 2017, "On calibration of modern neural networks").
     """
-    confidence = np.asarray(confidence, dtype=float)
-    correct = np.asarray(correct, dtype=float)
-    if confidence.size == 0:
-        return np.nan
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        in_bin = bins == b
-        total += in_bin.sum() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
-    return float(total / confidence.size)
+    return binned_calibration_error(*calibration_bins(confidence, correct, n_bins=n_bins))
+
+
+def pool_calibration(calibration: pd.DataFrame) -> pd.DataFrame:
+    """The calibration bins summed over episodes, per method, ``k`` and bin.
+
+    Parameters
+    ----------
+    calibration
+        Rows of :data:`CALIBRATION_COLUMNS` (:attr:`scgtl.benchmark.FewShotResult.calibration`).
+
+    Returns
+    -------
+    Columns ``method``, ``regime``, ``k``, ``bin``, ``n_episodes``, ``n_cells``,
+    ``confidence_sum``, ``n_correct``, ``confidence`` (mean confidence of the bin's cells) and
+    ``accuracy`` (their fraction predicted right); the last two NaN in an empty bin. Methods in
+    the order they first appear.
+    """
+    keys = ["method", "regime", "k", "bin"]
+    pooled = calibration.groupby(keys, sort=False).agg(
+        n_episodes=("episode", "nunique"),
+        n_cells=("n_cells", "sum"),
+        confidence_sum=("confidence_sum", "sum"),
+        n_correct=("n_correct", "sum"),
+    )
+    pooled = pooled.reset_index().sort_values(["k", "bin"], kind="stable")
+    order = {m: i for i, m in enumerate(dict.fromkeys(calibration["method"]))}
+    pooled = pooled.sort_values("method", key=lambda m: m.map(order), kind="stable")
+    filled = pooled["n_cells"].where(pooled["n_cells"] > 0)
+    pooled["confidence"] = pooled["confidence_sum"] / filled
+    pooled["accuracy"] = pooled["n_correct"] / filled
+    return pooled.reset_index(drop=True)
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:

@@ -37,7 +37,6 @@ from scgtl.train import (
     TrainingDisplay,
     TrainingLengthLog,
     checkpoint_file,
-    is_distributed,
     read_checkpoint,
     seeded_split,
     split_sizes,
@@ -321,8 +320,9 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             memory, and under DDP, every row of a mini-batch is drawn at random.
         train_size
             Fraction of the corpus used for training (rest: validation), as in scvi-tools.
-            Under DDP without ``scvi.settings.seed`` the split is drawn with seed
-            ``DISTRIBUTED_SPLIT_SEED`` (0), so that every process has the same one.
+            Without ``scvi.settings.seed`` the split is drawn with seed
+            ``DISTRIBUTED_SPLIT_SEED`` (0), so that a run seeded with ``torch.manual_seed``
+            is reproducible and every DDP process has the same split.
         early_stopping
             Stop when the validation loss stops improving (scvi-tools turns it off under DDP).
         lr, weight_decay
@@ -455,16 +455,16 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
     ) -> dict:
         """scvi-tools' data splitter options, with the split fixed where it must not be drawn.
 
-        A resumed training keeps its checkpoint's split. Under DDP each process draws its own
-        split, from ``scvi.settings.seed``; unset, the processes would disagree, so the split
-        is drawn here from a fixed seed, the same in every process.
+        A resumed training keeps its checkpoint's split. scvi-tools draws the split from
+        ``scvi.settings.seed``; unset, it would differ from run to run (two runs seeded with
+        ``torch.manual_seed`` alike would train on different rows) and between the processes of
+        DDP, so the split is then drawn here from a fixed seed.
         """
         kwargs = dict(trainer_kwargs.pop("datasplitter_kwargs", None) or {})
         if start is not None and start.split is not None:
             kwargs["external_indexing"] = start.split
         elif (
-            is_distributed(trainer_kwargs.get("strategy"))
-            and scvi.settings.seed is None
+            scvi.settings.seed is None
             and trainer_kwargs.get("shuffle_set_split", True)
             and "external_indexing" not in kwargs
         ):

@@ -106,7 +106,23 @@ def _labelled_cells(
     adata: AnnData, truth_key: str, prediction_key: str, exclude_support: bool | str
 ) -> tuple[pd.Series, pd.Series]:
     """Truth and prediction of the cells to count: truth known, support left out if asked."""
-    for role, key in (("truth_key", truth_key), ("prediction_key", prediction_key)):
+    keep = _cells_to_count(adata, truth_key, prediction_key, exclude_support)
+    return adata.obs[truth_key][keep], adata.obs[prediction_key][keep]
+
+
+def _cells_to_count(
+    adata: AnnData,
+    truth_key: str,
+    prediction_key: str,
+    exclude_support: bool | str,
+    *,
+    truth_role: str = "truth_key",
+) -> np.ndarray:
+    """Which cells have a truth and a prediction and are not support cells (if left out).
+
+    ``truth_role`` is the argument that named ``truth_key``, for the error messages.
+    """
+    for role, key in ((truth_role, truth_key), ("prediction_key", prediction_key)):
         if key not in adata.obs:
             hint = " Run clf.predict(adata) first." if role == "prediction_key" else ""
             raise KeyError(
@@ -128,7 +144,7 @@ def _labelled_cells(
             "No cell is left to count: every cell is a support cell or lacks a truth or a "
             "prediction."
         )
-    return adata.obs[truth_key][keep], adata.obs[prediction_key][keep]
+    return keep
 
 
 def _support_key(prediction_key: str, exclude_support: bool | str) -> str | None:

@@ -10,7 +10,7 @@ from lightning.pytorch.strategies import DDPStrategy
 if TYPE_CHECKING:
     from lightning.pytorch.strategies import Strategy
 
-#: Seed of the train/validation split under DDP when ``scvi.settings.seed`` is unset.
+#: Seed of the train/validation split when ``scvi.settings.seed`` is unset (one device or DDP).
 DISTRIBUTED_SPLIT_SEED = 0
 
 
