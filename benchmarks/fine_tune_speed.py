@@ -8,6 +8,7 @@ times on a synthetic 10,000-cell study of the same genes; prints one JSON line.
 
     python benchmarks/fine_tune_speed.py --n-latent 64
     PYTHONPATH=/path/to/old/checkout/src python benchmarks/fine_tune_speed.py --n-latent 64
+    python benchmarks/fine_tune_speed.py --folds --repeats 5   # the folds at once vs one by one
 
 Run it alone on the machine: it is a timing.
 """
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=Path("/tmp/scgtl_speed"))
+    parser.add_argument(
+        "--folds", action="store_true", help="also time the folds' fits at once and one by one"
+    )
     args = parser.parse_args()
 
     import torch
@@ -67,17 +71,46 @@ def main() -> None:
         clf = model.fine_tune(study, labels_key="cell_type", k_shot=5, seed=0)
         clf.predict(study)
         seconds.append(round(time.perf_counter() - start, 2))
-    print(
-        json.dumps(
-            {
-                "scgtl": scgtl.__file__,
-                "n_latent": model.architecture_["n_latent"],
-                "epoch_s": round(epoch, 2),
-                "fine_tune_predict_s": seconds,
-                "fine_tune_predict_epochs": [round(s / epoch, 2) for s in seconds],
-            }
-        )
-    )
+    result = {
+        "scgtl": scgtl.__file__,
+        "n_latent": model.architecture_["n_latent"],
+        "epoch_s": round(epoch, 2),
+        "fine_tune_predict_s": seconds,
+        "fine_tune_predict_epochs": [round(s / epoch, 2) for s in seconds],
+    }
+    if args.folds:
+        result.update(time_folds(model, study, clf, args.repeats))
+    print(json.dumps(result))
+
+
+def time_folds(model, study, clf, repeats: int) -> dict:
+    """Seconds of the cross-validation's network fits, at once and one after another.
+
+    The folds of the classifier's own support, fitted as ``fine_tune`` fits them
+    (``scgtl.train.fine_tune_networks`` with the model's guide), alternating the two ways so
+    that both see the same machine.
+    """
+    import numpy as np
+    import torch
+
+    from scgtl.train import fine_tune_networks, support_folds
+
+    support = study.obs_names.get_indexer(clf.fit_record_["support_obs_names"])
+    x = model._read_rows(study, layer=None, units="counts", indices=support)
+    codes = study.obs["cell_type"].iloc[support].astype(str)
+    y = torch.as_tensor(np.unique(codes, return_inverse=True)[1])
+    folds = support_folds(y.numpy(), seed=0)
+    xs, ys = [x[train] for train, _ in folds], [y[train] for train, _ in folds]
+    settings = {"architecture": model.architecture_, "seed": 0, "guide": model.guide_}
+    times = {"folds_at_once_s": [], "folds_one_by_one_s": []}
+    for _ in range(repeats):
+        for key, batched in (("folds_at_once_s", True), ("folds_one_by_one_s", False)):
+            start = time.perf_counter()
+            fine_tune_networks(
+                model.module.encoder, xs, ys, len(clf.classes_), batched=batched, **settings
+            )
+            times[key].append(round(time.perf_counter() - start, 2))
+    return times
 
 
 if __name__ == "__main__":

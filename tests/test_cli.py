@@ -8,7 +8,13 @@ import pytest
 from scgtl._cli import main
 from scgtl.benchmark._default import DEFAULT_LABELS_KEY
 
-OUTPUTS = ["accuracy_vs_k.png", "calibration.csv", "results.csv", "summary.md"]
+OUTPUTS = [
+    "accuracy_vs_k.png",
+    "calibration.csv",
+    "reliability.png",
+    "results.csv",
+    "summary.md",
+]
 
 
 @pytest.fixture(scope="module")

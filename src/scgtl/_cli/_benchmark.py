@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
             "episodes. Inductive methods (learning from the support set alone) and transductive "
             "ones (also reading the target's unlabelled rows, as the PCA baselines do) are "
             "compared within their own regime. "
-            "Writes results.csv, calibration.csv, summary.md and accuracy_vs_k.png into --out. "
+            "Writes results.csv, calibration.csv, summary.md, accuracy_vs_k.png and "
+            "reliability.png (at the largest k) into --out. "
             "Without --corpus/--model/--target it runs the embedded default: scanpy's "
             "pbmc68k_reduced, pre-trained on six cell types, few-shot on four held-out ones."
         ),
@@ -192,6 +193,8 @@ def _benchmark(args: argparse.Namespace) -> int:
             title = args.title or f"Few-shot benchmark on {args.target.name}"
     result.settings["total_seconds"] = time.perf_counter() - start
     paths = result.save(args.out, title=title)
+    if not result.calibration.empty:
+        paths["reliability"] = _save_reliability(result, args.out / RELIABILITY_PNG)
     for regime in ("inductive", "transductive"):
         for line in result.verdicts(regime=regime):
             print(f"[{regime}] {line}")
@@ -199,3 +202,19 @@ def _benchmark(args: argparse.Namespace) -> int:
     for path in paths.values():
         print(f"  {path}")
     return 0
+
+
+#: The reliability diagram the command writes beside the benchmark's own files.
+RELIABILITY_PNG = "reliability.png"
+
+
+def _save_reliability(result, path: Path) -> Path:
+    """Every method's reliability diagram at the largest k (:func:`scgtl.pl.reliability`)."""
+    import matplotlib.pyplot as plt
+
+    from scgtl.pl import reliability
+
+    ax = reliability(result, show=False)
+    ax.figure.savefig(path, dpi=110)
+    plt.close(ax.figure)
+    return path
