@@ -93,10 +93,12 @@ def time_folds(model, study, clf, repeats: int) -> dict:
     import numpy as np
     import torch
 
+    from scgtl.data import align_genes, read_log_expression
     from scgtl.train import fine_tune_networks, support_folds
 
     support = study.obs_names.get_indexer(clf.fit_record_["support_obs_names"])
-    x = model._read_rows(study, layer=None, units="counts", indices=support)
+    alignment = align_genes(study.var_names, model.gene_names)
+    x = read_log_expression(study, layer=None, units="counts", alignment=alignment, indices=support)
     codes = study.obs["cell_type"].iloc[support].astype(str)
     y = torch.as_tensor(np.unique(codes, return_inverse=True)[1])
     folds = support_folds(y.numpy(), seed=0)

@@ -43,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from scgtl.train._guided import check_guide
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
@@ -424,18 +426,15 @@ def _stacked_guide(
     """The guide keyed as the stacked parameters and expanded to their shape."""
     if not guide:
         return {}
+    prefix = "encoder."
+    check_guide(
+        {k.removeprefix(prefix): p.shape[1:] for k, p in params.items() if k.startswith(prefix)},
+        guide,
+    )
     scales = {}
     for name, g in guide.items():
-        stacked = params.get(f"encoder.{name}")
-        if stacked is None:
-            raise KeyError(f"The guide names a parameter the network does not have: {name!r}.")
-        if g.shape != stacked.shape[1:]:
-            raise ValueError(
-                f"Guide for {name!r} has shape {tuple(g.shape)}, parameter has "
-                f"{tuple(stacked.shape[1:])}."
-            )
-        g = g.to(device=stacked.device, dtype=stacked.dtype)
-        scales[f"encoder.{name}"] = g.expand_as(stacked)
+        stacked = params[prefix + name]
+        scales[prefix + name] = g.to(device=stacked.device, dtype=stacked.dtype).expand_as(stacked)
     return scales
 
 

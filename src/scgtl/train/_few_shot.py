@@ -202,13 +202,26 @@ def fine_tune_network(
     check_head_init(head_init)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = GTLClassifierModule(x.shape[1], n_classes, **architecture).to(x.device)
-        if encoder is not None:
-            network.encoder.load_state_dict(copy.deepcopy(encoder.state_dict()))
-        if head_init == "prototypes":
-            network.head = prototype_head(network.encoder, x, y, n_classes)
+        network = _initial_network(encoder, x, y, n_classes, architecture, head_init)
         losses = fit_few_shot(network.encoder, network.head, x, y, **fit_kwargs)
     return network.eval(), losses
+
+
+def _initial_network(
+    encoder: nn.Module | None,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    architecture: Mapping[str, Any],
+    head_init: HeadInit,
+) -> GTLClassifierModule:
+    """A new network with ``encoder``'s weights and its starting head, from the global RNG."""
+    network = GTLClassifierModule(x.shape[1], n_classes, **architecture).to(x.device)
+    if encoder is not None:
+        network.encoder.load_state_dict(copy.deepcopy(encoder.state_dict()))
+    if head_init == "prototypes":
+        network.head = prototype_head(network.encoder, x, y, n_classes)
+    return network
 
 
 #: Options of :func:`fit_few_shot` that only a sequential fit can honour (Python hooks).
@@ -321,10 +334,7 @@ def _network_start(
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        network = GTLClassifierModule(x.shape[1], n_classes, **architecture).to(x.device)
-        network.encoder.load_state_dict(copy.deepcopy(encoder.state_dict()))
-        if head_init == "prototypes":
-            network.head = prototype_head(network.encoder, x, y, n_classes)
+        network = _initial_network(encoder, x, y, n_classes, architecture, head_init)
         generator = torch.Generator(device=x.device)
         if x.device.type == "cpu":
             generator.set_state(torch.get_rng_state())

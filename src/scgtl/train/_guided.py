@@ -13,6 +13,27 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def check_guide(shapes: Mapping[str, torch.Size], guide: Mapping[str, torch.Tensor]) -> None:
+    """Reject a guide naming a parameter not in ``shapes`` or shaped unlike it.
+
+    Parameters
+    ----------
+    shapes
+        The shape of every parameter that may be guided, by name.
+    guide
+        Per-parameter plasticity, by the same names.
+    """
+    unknown = sorted(set(guide) - set(shapes))
+    if unknown:
+        raise KeyError(f"The guide names parameters the network does not have: {unknown[:5]}.")
+    for name, g in guide.items():
+        if g.shape != shapes[name]:
+            raise ValueError(
+                f"Guide for {name!r} has shape {tuple(g.shape)}, parameter has "
+                f"{tuple(shapes[name])}."
+            )
+
+
 class GuidedUpdate:
     """Scale every optimiser update of the guided parameters by their guide.
 
@@ -37,19 +58,12 @@ class GuidedUpdate:
     """
 
     def __init__(self, parameters: Mapping[str, nn.Parameter], guide: Mapping[str, torch.Tensor]):
-        unknown = sorted(set(guide) - set(parameters))
-        if unknown:
-            raise KeyError(f"The guide names parameters the network does not have: {unknown[:5]}.")
-        self._params, self._guides = [], []
-        for name, g in guide.items():
-            p = parameters[name]
-            if g.shape != p.shape:
-                raise ValueError(
-                    f"Guide for {name!r} has shape {tuple(g.shape)}, parameter has "
-                    f"{tuple(p.shape)}."
-                )
-            self._params.append(p)
-            self._guides.append(g.to(device=p.device, dtype=p.dtype))
+        check_guide({name: p.shape for name, p in parameters.items()}, guide)
+        self._params = [parameters[name] for name in guide]
+        self._guides = [
+            g.to(device=p.device, dtype=p.dtype)
+            for p, g in zip(self._params, guide.values(), strict=True)
+        ]
         # Reused at every step: fresh tensors of the first layer's size cost page faults.
         self._before = [p.detach().clone() for p in self._params]
 
