@@ -9,6 +9,8 @@ times on a synthetic 10,000-cell study of the same genes; prints one JSON line.
     python benchmarks/fine_tune_speed.py --n-latent 64
     PYTHONPATH=/path/to/old/checkout/src python benchmarks/fine_tune_speed.py --n-latent 64
     python benchmarks/fine_tune_speed.py --folds --repeats 5   # the folds at once vs one by one
+    python benchmarks/fine_tune_speed.py --predict --repeats 5  # predict, predict_proba alone
+    python benchmarks/fine_tune_speed.py --profile              # where one call's time goes
 
 Run it alone on the machine: it is a timing.
 """
@@ -34,6 +36,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("/tmp/scgtl_speed"))
     parser.add_argument(
         "--folds", action="store_true", help="also time the folds' fits at once and one by one"
+    )
+    parser.add_argument(
+        "--predict", action="store_true", help="also time predict on its own, --repeats times"
+    )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also profile one more fine-tune + predict (cProfile, to stderr)",
     )
     args = parser.parse_args()
 
@@ -78,9 +88,47 @@ def main() -> None:
         "fine_tune_predict_s": seconds,
         "fine_tune_predict_epochs": [round(s / epoch, 2) for s in seconds],
     }
+    if args.profile:
+        profile_once(model, study)
+    if args.predict:
+        result.update(time_predict(clf, study, args.repeats))
     if args.folds:
         result.update(time_folds(model, study, clf, args.repeats))
     print(json.dumps(result))
+
+
+def profile_once(model, study) -> None:
+    """cProfile of one ``fine_tune`` + ``predict``: the calls that take the most time, to stderr.
+
+    The functions of scgtl, scikit-learn and torch's optimiser are listed by cumulative time,
+    so that the fit's parts (the folds, the final network, the wide path's logistic
+    regressions, the two encoders of ``predict``) can be read off.
+    """
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    clf = model.fine_tune(study, labels_key="cell_type", k_shot=5, seed=0)
+    clf.predict(study)
+    profiler.disable()
+    stats = pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative")
+    stats.print_stats(r"scgtl|sklearn/linear_model|torch/optim", 40)
+
+
+def time_predict(clf, study, repeats: int) -> dict[str, list[float]]:
+    """Seconds of ``clf.predict(study)`` and of ``clf.predict_proba(study)``, alternating.
+
+    ``predict`` also computes the novelty (in recent versions, through a second encoder);
+    ``predict_proba`` only reads the study and runs the network and the wide path.
+    """
+    seconds = {"predict_s": [], "predict_proba_s": []}
+    for _ in range(repeats):
+        for key, call in (("predict_s", clf.predict), ("predict_proba_s", clf.predict_proba)):
+            start = time.perf_counter()
+            call(study)
+            seconds[key].append(round(time.perf_counter() - start, 3))
+    return seconds
 
 
 def time_folds(model, study, clf, repeats: int) -> dict:

@@ -39,6 +39,7 @@ import torch
 from do_no_harm import tasks
 from few_shot_real import data_dir
 from scipy.special import log_softmax, logsumexp, softmax
+from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -49,7 +50,7 @@ from scgtl.benchmark._few_shot import _quiet
 from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
 from scgtl.benchmark._novelty import left_out_episodes
 from scgtl.benchmark._stats import expected_calibration_error
-from scgtl.data import align_genes
+from scgtl.data import align_genes, iter_log_expression
 from scgtl.train import (
     class_prototypes,
     conformal_threshold,
@@ -195,14 +196,61 @@ def candidate_scores(clf, latent, pretrained, support, y_support, query) -> dict
         head = clf.module.head(torch.as_tensor(z_q, dtype=torch.float32)).numpy()
     pre_s, pre_q = pretrained[support], pretrained[query]
     pre_prototypes, pre_spread = class_prototypes(pre_s, codes, n_classes)
+    fine_tuned = distances.min(1) / spread
+    pretrained_score = prototype_novelty(pre_q, pre_prototypes, pre_spread)
     return {
-        "prototype_pooled": distances.min(1) / spread,
+        "prototype_pooled": fine_tuned,
         "prototype_per_class": (distances / np.maximum(per_class, 1e-6)).min(1),
         "nearest_support_cell": nearest_cell,
         "energy_network": -logsumexp(head, axis=1),
         "max_logit_network": -head.max(1),
-        "prototype_pretrained": prototype_novelty(pre_q, pre_prototypes, pre_spread),
+        "prototype_pretrained": pretrained_score,
+        "prototype_both_latents": fine_tuned + pretrained_score,
+        "mahalanobis_shrunk": shrunk_mahalanobis(z_s, codes, prototypes, z_q),
+        "prototype_fisher_weighted": fisher_weighted_novelty(z_s, codes, prototypes, z_q),
     }
+
+
+def shrunk_mahalanobis(z_s, codes, prototypes, z_q) -> np.ndarray:
+    """Smallest Mahalanobis distance to a prototype, one pooled within-class covariance.
+
+    Lee et al. (2018)'s out-of-distribution score; with a few cells per class and a wide latent
+    space the covariance is Ledoit-Wolf shrunk towards a multiple of the identity.
+    """
+    covariance = LedoitWolf().fit(z_s - prototypes[codes]).covariance_
+    precision = np.linalg.inv(covariance)
+    deviations = z_q[:, None] - prototypes[None]
+    return np.einsum("qcd,de,qce->qc", deviations, precision, deviations).min(1)
+
+
+def fisher_weighted_novelty(z_s, codes, prototypes, z_q) -> np.ndarray:
+    """Prototype distance with each latent dimension weighted by how well it separates the support.
+
+    Weight of a dimension: its variance between prototypes over its pooled variance within
+    classes (shrunk by the mean within-class variance, so that few cells cannot make a weight
+    explode); the distance is divided by the support's pooled spread in the same metric.
+    """
+    within = ((z_s - prototypes[codes]) ** 2).mean(0)
+    weights = prototypes.var(0) / (within + within.mean())
+    scaled_s, scaled_q, scaled_p = (a * np.sqrt(weights) for a in (z_s, z_q, prototypes))
+    _, spread = class_prototypes(scaled_s, codes, len(prototypes))
+    return prototype_novelty(scaled_q, scaled_p, spread)
+
+
+def reconstruction_errors(model, target, units) -> np.ndarray:
+    """Mean squared error of the pre-trained autoencoder's reconstruction, for every row.
+
+    No gene is masked; genes of the model that the target lacks are zero-filled, the same for
+    every row, so the errors compare across rows.
+    """
+    alignment = align_genes(target.var_names, model.gene_names, warn=False)
+    module = model.module
+    errors = []
+    with torch.inference_mode():
+        for x_log in iter_log_expression(target, layer=None, units=units, alignment=alignment):
+            x_hat = module.decoder(module.encoder(x_log))
+            errors.append(((x_hat - x_log) ** 2).mean(1).numpy())
+    return np.concatenate(errors)
 
 
 def choose(args) -> None:
@@ -215,6 +263,7 @@ def choose(args) -> None:
         ):
             data = target_data(model, target, labels_key, units)
             pretrained = model.get_latent_representation(target, units=units)
+            reconstruction = reconstruction_errors(model, target, units)
             labels = data.labels
             n_classes = int(pd.Series(labels).value_counts().ge(args.k_shot + 1).sum())
             episodes = make_episodes(
@@ -228,11 +277,13 @@ def choose(args) -> None:
                 clf = gtl.fit(task, seed=episode.seed)
                 study = data.unlabelled()
                 latent = clf.get_latent_representation(study)
+                reference = clf.get_latent_representation(study, reference=True)
                 proba = clf.predict_proba(study).to_numpy()
                 query, support = episode.query, episode.support
                 novel = labels[query] == left
                 scores = candidate_scores(clf, latent, pretrained, support, labels[support], query)
                 scores["one_minus_max_proba"] = 1 - proba[query].max(1)
+                scores["reconstruction_pretrained"] = reconstruction[query]
                 for score, values in scores.items():
                     candidates.append(
                         {
@@ -256,7 +307,9 @@ def choose(args) -> None:
                         "auroc": roc_auc_score(novel, 1 - lr_proba.max(1)),
                     }
                 )
-                autos += auto_rules(clf, latent, labels, support, query, novel, proba, name, left)
+                autos += auto_rules(
+                    clf, (latent, reference), labels, support, query, novel, proba, name, left
+                )
                 calibration += calibration_rows(clf, proba[query], labels[query], novel, name)
                 print(name, episode.episode, left, flush=True)
             # Written after every target, so that a later failure keeps what was measured.
@@ -276,15 +329,20 @@ def choose(args) -> None:
     few_shot_calibration(args)
 
 
-def auto_rules(clf, latent, labels, support, query, novel, proba, name, left) -> list[dict]:
-    """Known cells kept and novel cells caught by each "auto" rule and level."""
+def auto_rules(clf, latents, labels, support, query, novel, proba, name, left) -> list[dict]:
+    """Known cells kept and novel cells caught by each "auto" rule and level.
+
+    ``latents``: the study's codes in the fine-tuned and in the reference latent space.
+    """
+    latent, reference = latents
     classes = np.asarray(clf.classes_, dtype=object)
     codes = pd.Categorical(labels[support], categories=clf.classes_).codes
     held_out = {
         "cross-validation": clf.fit_record_["support_novelty"],
-        "leave-one-out": leave_one_out_novelty(latent[support], codes, len(classes)),
+        "leave-one-out": leave_one_out_novelty(latent[support], codes, len(classes))
+        + leave_one_out_novelty(reference[support], codes, len(classes)),
     }
-    score = clf.novelty(latent[query])
+    score = clf.novelty(latent[query], reference[query])
     y = labels[query]
     predicted = classes[proba[query].argmax(1)]
     rows = []

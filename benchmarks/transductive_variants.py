@@ -17,7 +17,8 @@ over a symmetric kNN graph (15 neighbours) of the study in the classifier's late
 support rows clamped to their labels (Zhou et al. 2004 label spreading, started from the
 classifier instead of from the labels alone). `spread_connectivities_<method>`: the same over
 the graph a scanpy user has in `obsp["connectivities"]` (`sc.pp.neighbors` on the study's PCA,
-15 neighbours, UMAP weights). Same targets and episodes as do_no_harm.py.
+15 neighbours, UMAP weights). `spread_connectivities_self_train_gtl_transductive`: the two
+together, self-training first. Same targets and episodes as do_no_harm.py.
 
     cd benchmarks && python transductive_variants.py --out results/transductive_variants
 
@@ -92,9 +93,13 @@ class SpreadFineTune(benchmark.FineTuneMethod):
             self._connectivities = {id(data): scanpy_connectivities(data)}
         return self._connectivities[id(data)]
 
+    def classifier(self, task, *, seed):
+        """The classifier whose probabilities are spread: GTL fine-tuned once."""
+        return self.fit(task, seed=seed)
+
     def fit_predict_proba(self, task, *, seed):
         data = task.data
-        clf = self.fit(task, seed=seed)
+        clf = self.classifier(task, seed=seed)
         everything = task.data.unlabelled()
         proba = clf.predict_proba(everything, layer=data.layer)
         classes = list(proba.columns)
@@ -138,6 +143,12 @@ class SelfTrainFineTune(benchmark.FineTuneMethod):
         self.cap = cap
 
     def fit_predict_proba(self, task, *, seed):
+        return self.self_trained(task, seed=seed).predict_proba(
+            task.query_adata(), layer=task.data.layer
+        )
+
+    def self_trained(self, task, *, seed):
+        """The classifier fitted again on the support and its confident pseudo-labels."""
         data = task.data
         first = self.fit(task, seed=seed)
         classes = list(first.classes_)
@@ -149,7 +160,7 @@ class SelfTrainFineTune(benchmark.FineTuneMethod):
         labels = study.obs[data.labels_key].astype(object).to_numpy()
         labels[rows] = np.asarray(classes, dtype=object)[codes]
         study.obs[data.labels_key] = pd.Categorical(labels)
-        second = task.model.fine_tune(
+        second = self.starting_model(data).fine_tune(
             study,
             labels_key=data.labels_key,
             support_indices=np.sort(np.concatenate([task.support_indices, rows])),
@@ -158,7 +169,14 @@ class SelfTrainFineTune(benchmark.FineTuneMethod):
             units=data.units,
             **{**self.options(task, seed=seed), "wide_weight": first.fit_record_["wide_weight"]},
         )
-        return second.predict_proba(task.query_adata(), layer=data.layer)
+        return second
+
+
+class SpreadSelfTrainFineTune(SpreadFineTune, SelfTrainFineTune):
+    """Self-training, then label spreading of the self-trained classifier's probabilities."""
+
+    def classifier(self, task, *, seed):
+        return self.self_trained(task, seed=seed)
 
 
 class OneShotWeight(benchmark.FineTuneMethod):
@@ -189,6 +207,9 @@ def variants() -> dict[str, benchmark.Method]:
         SpreadFineTune("spread_gtl_transductive", transductive=True),
         SpreadFineTune(
             "spread_connectivities_gtl_transductive", graph="connectivities", transductive=True
+        ),
+        SpreadSelfTrainFineTune(
+            "spread_connectivities_self_train_gtl_transductive", graph="connectivities"
         ),
         builtins["pca_logreg"],
         builtins["pca_self_training"],

@@ -12,6 +12,7 @@ from scgtl.data import (
     check_labels,
     check_matrix,
     iter_log_expression,
+    iter_log_expression_views,
     log_expression,
     sample_k_shot,
 )
@@ -90,6 +91,23 @@ def test_iter_log_expression_keeps_the_requested_row_order():
         )
     )
     np.testing.assert_array_equal(rows.numpy(), adata.X[[3, 0, 2]])
+
+
+def test_views_equal_one_read_per_gene_list():
+    rng = np.random.default_rng(0)
+    adata = AnnData(sparse.csr_matrix(rng.poisson(2.0, size=(7, 5)).astype(np.float32)))
+    adata.var_names = list("abcde")
+    network = align_genes(adata.var_names, ["c", "a", "z"], min_overlap=1, warn=False)
+    wide = align_genes(adata.var_names, list("abcde"), min_overlap=1)
+    options = {"layer": None, "units": "counts", "indices": np.array([5, 1, 6, 0]), "batch_size": 3}
+    views = list(iter_log_expression_views(adata, alignments=(network, wide), **options))
+    assert [tuple(v.shape for v in view) for view in views] == [((3, 3), (3, 5)), ((1, 3), (1, 5))]
+    for position, alignment in enumerate((network, wide)):
+        alone = torch.cat(list(iter_log_expression(adata, alignment=alignment, **options)))
+        together = torch.cat([view[position] for view in views])
+        assert torch.equal(together, alone)
+    # Library sizes come from all of the query's genes in both views: "z" is zero-filled.
+    assert torch.allclose(views[0][0][:, 1], views[0][1][:, 0])
 
 
 def test_sample_k_shot_is_balanced_seeded_and_strict():

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy.special import softmax
 
 import scgtl
@@ -114,9 +115,35 @@ def test_novelty_is_written_finite_and_nothing_unknown_by_default(gtl_model, pbm
     assert novelty.dtype == np.float32 and np.isfinite(novelty).all() and (novelty >= 0).all()
     assert list(labels.cat.categories) == clf.classes_  # no "unknown" without unknown=
     assert "unknown_threshold" not in pbmc_target.uns["scgtl"]
-    # The novelty is the latent's distance to the recorded prototypes.
-    expected = clf.novelty(pbmc_target.obsm["X_scgtl"])
+    # The novelty is the distance to the recorded prototypes in the fine-tuned latent space
+    # plus that in the latent space of the pre-trained encoder, which the classifier keeps.
+    latent = pbmc_target.obsm["X_scgtl"]
+    reference = clf.get_latent_representation(pbmc_target, reference=True)
+    np.testing.assert_allclose(
+        reference, gtl_model.get_latent_representation(pbmc_target), rtol=1e-5, atol=1e-6
+    )
+    expected = clf.novelty(latent, reference)
     np.testing.assert_allclose(novelty, expected, rtol=1e-5)
+    fine_tuned_only = prototype_novelty(
+        latent, clf.fit_record_["prototypes"], clf.fit_record_["novelty_spread"]
+    )
+    assert (expected > fine_tuned_only).all()
+    with pytest.raises(ValueError, match="reference_latent="):
+        clf.novelty(latent)
+
+
+def test_a_classifier_from_scratch_keeps_no_reference_encoder(gtl_model, pbmc_target):
+    clf = gtl_model.fine_tune(
+        pbmc_target, labels_key=LABELS, k_shot=3, seed=0, from_scratch=True, wide=False
+    )
+    assert not clf.module.has_reference and "reference_prototypes" not in clf.fit_record_
+    latent = clf.get_latent_representation(pbmc_target)
+    np.testing.assert_allclose(
+        clf.novelty(latent),
+        prototype_novelty(latent, clf.fit_record_["prototypes"], clf.fit_record_["novelty_spread"]),
+    )
+    with pytest.raises(ValueError, match="keeps no reference encoder"):
+        clf.get_latent_representation(pbmc_target, reference=True)
 
 
 def test_a_left_out_class_is_more_novel_and_called_unknown(left_out):
@@ -208,10 +235,20 @@ def test_save_and_load_keep_calibration_and_novelty(left_out, tmp_path):
     clf, target, _ = left_out
     clf.save(tmp_path / "clf")
     loaded = scgtl.GTLClassifier.load(tmp_path / "clf")
-    for key in ("temperature", "novelty_spread", "novelty_source", "temperature_source"):
+    for key in (
+        "temperature",
+        "novelty_spread",
+        "reference_novelty_spread",
+        "novelty_source",
+        "temperature_source",
+    ):
         assert loaded.fit_record_[key] == clf.fit_record_[key]
-    for key in ("prototypes", "support_novelty"):
+    for key in ("prototypes", "reference_prototypes", "support_novelty"):
         np.testing.assert_array_equal(loaded.fit_record_[key], clf.fit_record_[key])
+    assert loaded.module.has_reference
+    for name, weight in clf.module.reference_encoder.state_dict().items():
+        assert torch.equal(loaded.module.reference_encoder.state_dict()[name], weight)
+    assert not any(p.requires_grad for p in loaded.module.reference_encoder.parameters())
     a, b = target.copy(), target.copy()
     clf.predict(a, unknown="auto")
     loaded.predict(b, unknown="auto")

@@ -687,10 +687,14 @@ class FineTuneMethod(Method):
         made here, once per target, and every episode's ``fine_tune`` recognises it.
         """
         if data.model is not None:
-            self._pretrained(data)
+            self.starting_model(data)
 
-    def _pretrained(self, data: TargetData):
-        """The model this method fine-tunes: adapted to the target, or as pre-trained."""
+    def starting_model(self, data: TargetData):
+        """The model this method fine-tunes: adapted to the target, or as pre-trained.
+
+        A variant that fine-tunes more than once per episode (e.g. again with pseudo-labels)
+        starts every fit from this model, so that a target is adapted to only once.
+        """
         if self.adapt is not None:
             return data.adapted_model(**self.adapt)
         if self.fine_tune_kwargs.get("transductive", False) and not self.from_scratch:
@@ -711,7 +715,7 @@ class FineTuneMethod(Method):
         if task.model is None:
             raise ValueError(f"Method {self.name!r} needs a pre-trained model; none was given.")
         data = task.data
-        return self._pretrained(data).fine_tune(
+        return self.starting_model(data).fine_tune(
             task.masked_target(),
             labels_key=data.labels_key,
             support_indices=task.support_indices,

@@ -14,6 +14,7 @@ from scgtl.data._genes import (
 from scgtl.data._reading import (
     get_matrix,
     iter_log_expression,
+    iter_log_expression_views,
     read_log_expression,
     row_sampler,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "get_matrix",
     "highly_variable_genes",
     "iter_log_expression",
+    "iter_log_expression_views",
     "labelled_rows",
     "library_sizes",
     "log_expression",

@@ -10,7 +10,7 @@ import torch
 from scgtl.data._units import check_block, log_expression, row_sums
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from anndata import AnnData
 
@@ -50,6 +50,36 @@ def iter_log_expression(
     genes (or from ``library_size``, one total per row of ``adata``), aligned to the model's
     genes and transformed; only one batch is dense at a time.
     """
+    for (x,) in iter_log_expression_views(
+        adata,
+        layer=layer,
+        units=units,
+        alignments=(alignment,),
+        indices=indices,
+        batch_size=batch_size,
+        device=device,
+        library_size=library_size,
+    ):
+        yield x
+
+
+def iter_log_expression_views(
+    adata: AnnData,
+    *,
+    layer: str | None,
+    units: Units,
+    alignments: Sequence[GeneAlignment],
+    indices: np.ndarray | None = None,
+    batch_size: int = 1024,
+    device: torch.device | str = "cpu",
+    library_size: np.ndarray | None = None,
+) -> Iterator[tuple[torch.Tensor, ...]]:
+    """Like :func:`iter_log_expression`, one view of each batch per alignment.
+
+    Each block of rows is read, checked and summed once, then aligned to every gene list in
+    ``alignments`` (e.g. a classifier's network genes and its wide path's genes), so that a
+    query is read from its matrix (or from disk, when backed) only once.
+    """
     matrix = get_matrix(adata, layer)
     rows = np.arange(adata.n_obs) if indices is None else np.asarray(indices)
     if library_size is not None:
@@ -68,8 +98,12 @@ def iter_log_expression(
             library = torch.as_tensor(row_sums(block))
         else:
             library = library_size[torch.as_tensor(batch_rows)]
-        x = torch.as_tensor(alignment.transform(block), dtype=torch.float32)
-        yield log_expression(x, units, library).to(device)
+        yield tuple(
+            log_expression(
+                torch.as_tensor(alignment.transform(block), dtype=torch.float32), units, library
+            ).to(device)
+            for alignment in alignments
+        )
 
 
 def read_log_expression(adata: AnnData, **kwargs) -> torch.Tensor:

@@ -18,10 +18,10 @@ import torch
 from anndata import AnnData
 from scvi.model.base import BaseModelClass
 
-from scgtl.data import align_genes, check_units_name, iter_log_expression
+from scgtl.data import align_genes, check_units_name, iter_log_expression_views
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
 
     from scgtl._constants import Units
 
@@ -79,18 +79,47 @@ class ScgtlModelMixin:
         genes: pd.Index | None = None,
     ) -> Iterator[torch.Tensor]:
         """Batches of rows as log expression over ``genes`` (default: the model's genes)."""
+        genes = self.gene_names if genes is None else genes
+        for (x,) in self._log_expression_views(
+            adata,
+            layer=layer,
+            units=units,
+            batch_size=batch_size,
+            indices=indices,
+            library_size=library_size,
+            gene_lists=((genes, warn),),
+        ):
+            yield x
+
+    def _log_expression_views(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None,
+        units: Units,
+        batch_size: int,
+        gene_lists: Sequence[tuple[pd.Index, bool]],
+        indices: np.ndarray | None = None,
+        library_size: np.ndarray | None = None,
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        """Batches of rows read once, as log expression over each of ``gene_lists``.
+
+        ``gene_lists`` holds ``(genes, warn)`` pairs: the genes of one view and whether a poor
+        overlap of ``adata`` with them warns.
+        """
         if not isinstance(adata, AnnData):
             raise TypeError(f"Expected an AnnData, got {type(adata).__name__}.")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r} must be an integer >= 1.")
         check_units_name(units)
-        genes = self.gene_names if genes is None else genes
-        alignment = align_genes(adata.var_names, genes, warn=warn)
-        yield from iter_log_expression(
+        alignments = []
+        for genes, warn in gene_lists:  # a loop, not a comprehension: warnings point one frame up
+            alignments.append(align_genes(adata.var_names, genes, warn=warn))
+        yield from iter_log_expression_views(
             adata,
             layer=layer,
             units=units,
-            alignment=alignment,
+            alignments=alignments,
             indices=indices,
             batch_size=batch_size,
             device=self.module.device,

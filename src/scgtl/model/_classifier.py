@@ -56,6 +56,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
     n_wide_genes
         Genes of the wide path (``0``: none), a logistic regression on the fine-tuned study's
         own genes pooled with the network (see :meth:`scgtl.GTL.fine_tune`).
+    reference_encoder
+        Whether the classifier keeps a frozen copy of the encoder it was fine-tuned from, whose
+        latent space the novelty score also reads (see :meth:`predict`).
     **architecture
         ``n_hidden``, ``n_latent``, ``n_layers``, ``dropout_rate`` of the pre-trained encoder
         (see :class:`~scgtl.module.MLPEncoder`).
@@ -118,6 +121,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         ``"prototypes"``, ``"novelty_spread"``
             Each class's mean latent code of the support cells (``(n_classes, n_latent)``) and
             the support's pooled within-class spread: the reference of the novelty score.
+        ``"reference_prototypes"``, ``"reference_novelty_spread"``
+            The same in the latent space of the encoder fine-tuning started from (the
+            pre-trained, or adapted, model's), kept with the classifier; absent when it was
+            fine-tuned from scratch.
         ``"support_novelty"``, ``"novelty_source"``
             Held-out novelty of every support cell, what ``predict(unknown="auto")`` calibrates
             its threshold on: against the prototypes of the cross-validation fold that left the
@@ -135,6 +142,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         adata: AnnData | None = None,
         registry: dict | None = None,
         n_wide_genes: int = 0,
+        reference_encoder: bool = False,
         **architecture,
     ):
         super().__init__(adata, registry)
@@ -142,6 +150,7 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             self.summary_stats.n_vars,
             self.summary_stats.n_labels,
             n_wide=n_wide_genes,
+            reference=reference_encoder,
             **architecture,
         )
         self.wide_gene_names_: np.ndarray = np.array([], dtype=str)
@@ -221,7 +230,9 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             warnings.filterwarnings("ignore", message=".*fewer than 3 cells.*")
             cls.setup_anndata(anchor, labels_key=labels_key, units=units)
         n_wide = 0 if wide_gene_names is None else len(wide_gene_names)
-        model = cls(anchor, n_wide_genes=n_wide, **architecture)
+        model = cls(
+            anchor, n_wide_genes=n_wide, reference_encoder=network.has_reference, **architecture
+        )
         if n_wide:
             model.wide_gene_names_ = np.asarray(wide_gene_names, dtype=str)
         if model.classes_ != [str(c) for c in classes]:
@@ -263,45 +274,68 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         return adata, self.query_layer_ if layer is None else layer
 
     @torch.inference_mode()
-    def _forward(self, adata, *, layer, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    def _forward(
+        self, adata, *, layer, batch_size, reference: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Latent codes, probabilities and (with ``reference``) reference latent codes."""
         self.module.eval()
-        latents, probas = [], []
-        batches = self._log_expression_batches(
-            adata, layer=layer, units=self.units, batch_size=batch_size
-        )
+        reference = reference and self.module.has_reference
+        latents, probas, references = [], [], []
+        gene_lists = [(self.gene_names, True)]
         if self.module.has_wide_path:
-            wide_batches = self._log_expression_batches(
-                adata,
-                layer=layer,
-                units=self.units,
-                batch_size=batch_size,
-                genes=pd.Index(self.wide_gene_names_),
-                warn=False,
-            )
-            batches = zip(batches, wide_batches, strict=True)
-        else:
-            batches = ((x, None) for x in batches)
-        for x, x_wide in batches:
-            out = self.module(x, x_wide)
+            gene_lists.append((pd.Index(self.wide_gene_names_), False))
+        # One read of each block of the query feeds both paths.
+        for x, *wide in self._log_expression_views(
+            adata, layer=layer, units=self.units, batch_size=batch_size, gene_lists=gene_lists
+        ):
+            out = self.module(x, wide[0] if wide else None)
             latents.append(out["z"].cpu().numpy())
             probas.append(torch.softmax(out["logits"] / self.temperature, dim=1).cpu().numpy())
-        return np.concatenate(latents), np.concatenate(probas)
+            if reference:
+                references.append(self.module.reference_latent(x).cpu().numpy())
+        return (
+            np.concatenate(latents),
+            np.concatenate(probas),
+            np.concatenate(references) if reference else None,
+        )
 
     @property
     def temperature(self) -> float:
         """The calibration temperature ``fit_record_["temperature"]`` (``1.0`` if absent)."""
         return float(self.fit_record_.get("temperature", 1.0))
 
-    def novelty(self, latent: np.ndarray) -> np.ndarray:
-        """Novelty of latent codes (:meth:`get_latent_representation`): see :meth:`predict`.
+    def novelty(self, latent: np.ndarray, reference_latent: np.ndarray | None = None) -> np.ndarray:
+        """Novelty of latent codes: see :meth:`predict`.
 
+        Parameters
+        ----------
+        latent
+            Codes in the fine-tuned latent space (:meth:`get_latent_representation`).
+        reference_latent
+            The same cells' codes in the reference latent space
+            (``get_latent_representation(..., reference=True)``); required when the classifier
+            keeps a reference encoder.
+
+        Returns
+        -------
         Distance to the nearest class prototype of the support, in units of the support's
-        within-class spread. NaN for a classifier made before scgtl recorded prototypes.
+        within-class spread, in the fine-tuned space, plus the same in the reference space
+        when the classifier keeps one. NaN for a classifier made before scgtl recorded
+        prototypes.
         """
-        if "prototypes" not in self.fit_record_:
+        record = self.fit_record_
+        if "prototypes" not in record:
             return np.full(len(latent), np.nan)
-        return prototype_novelty(
-            latent, self.fit_record_["prototypes"], self.fit_record_["novelty_spread"]
+        novelty = prototype_novelty(latent, record["prototypes"], record["novelty_spread"])
+        if "reference_prototypes" not in record:
+            return novelty
+        if reference_latent is None:
+            raise ValueError(
+                "This classifier's novelty also reads the reference latent space: pass "
+                "reference_latent=clf.get_latent_representation(adata, reference=True)."
+            )
+        return novelty + prototype_novelty(
+            reference_latent, record["reference_prototypes"], record["reference_novelty_spread"]
         )
 
     def novelty_threshold(self, unknown: float | str = "auto") -> float:
@@ -344,17 +378,34 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         DataFrame of ``obs_names`` x :attr:`classes_`.
         """
         adata, layer = self._resolve_query(adata, layer)
-        _, proba = self._forward(adata, layer=layer, batch_size=batch_size)
+        _, proba, _ = self._forward(adata, layer=layer, batch_size=batch_size)
         return pd.DataFrame(proba, index=adata.obs_names.copy(), columns=self.classes_)
 
     @uses_threads
     def get_latent_representation(
-        self, adata: AnnData | None = None, *, layer: str | None = None, batch_size: int = 1024
+        self,
+        adata: AnnData | None = None,
+        *,
+        layer: str | None = None,
+        batch_size: int = 1024,
+        reference: bool = False,
     ) -> np.ndarray:
-        """Latent representation of the fine-tuned encoder, ``(n_obs, n_latent)``."""
+        """Latent representation of the fine-tuned encoder, ``(n_obs, n_latent)``.
+
+        With ``reference=True``, that of the encoder fine-tuning started from, which the
+        classifier keeps for the novelty score (an error when it keeps none: fine-tuned from
+        scratch, or made before scgtl kept it).
+        """
+        if reference and not self.module.has_reference:
+            raise ValueError(
+                "reference=True, but this classifier keeps no reference encoder (fine-tuned "
+                "from scratch, or made by scgtl before it kept one)."
+            )
         adata, layer = self._resolve_query(adata, layer)
-        latent, _ = self._forward(adata, layer=layer, batch_size=batch_size)
-        return latent
+        latent, _, reference_latent = self._forward(
+            adata, layer=layer, batch_size=batch_size, reference=reference
+        )
+        return reference_latent if reference else latent
 
     @uses_threads
     def predict(
@@ -371,10 +422,12 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
 
         Each cell also gets a *novelty* score: the distance of its latent code (``X_scgtl``) to
         the nearest class prototype (the mean latent code of that class's support cells),
-        divided by the support's pooled within-class spread. The support's own cells score about
-        1 on average (that is how the spread is defined); a cell of a type absent from the
-        support usually scores more, because it lies far from every class the classifier
-        knows. With ``unknown``, cells
+        divided by the support's pooled within-class spread, plus the same distance in the
+        latent space of the encoder fine-tuning started from (the pre-trained model's, which
+        the classifier keeps; it still separates types the fine-tuned space has learned to
+        ignore). The support's own cells score about 1 in each space on average (that is how
+        the spread is defined); a cell of a type absent from the support usually scores more,
+        because it lies far from every class the classifier knows. With ``unknown``, cells
         above a threshold are labelled ``"unknown"`` instead of being forced into the nearest
         wrong class. ``unknown="auto"`` needs no extra labels: the threshold is the 95 %
         conformal quantile (:data:`scgtl.train.UNKNOWN_LEVEL`) of the support cells' own
@@ -467,8 +520,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             )
         threshold = None if unknown is None else self.novelty_threshold(unknown)
         adata, layer = self._resolve_query(adata, layer)
-        latent, proba = self._forward(adata, layer=layer, batch_size=batch_size)
-        novelty = self.novelty(latent)
+        latent, proba, reference_latent = self._forward(
+            adata, layer=layer, batch_size=batch_size, reference=True
+        )
+        novelty = self.novelty(latent, reference_latent)
         codes = proba.argmax(1)
         categories = list(self.classes_)
         if threshold is not None:

@@ -308,8 +308,10 @@ class TransferMixin:
         and how it was chosen, whether the network started from an adapted model
         (``"adapted"``), the calibration and novelty reference that
         :meth:`~scgtl.GTLClassifier.predict` uses (``"temperature"``, ``"prototypes"``,
-        ``"novelty_spread"``, ``"support_novelty"``; see :class:`~scgtl.GTLClassifier`), and
-        these settings.
+        ``"novelty_spread"``, ``"reference_prototypes"``, ``"reference_novelty_spread"``,
+        ``"support_novelty"``; see :class:`~scgtl.GTLClassifier`), and these settings. Unless
+        fine-tuned from scratch, the classifier keeps a frozen copy of the encoder it started
+        from, for the novelty score.
 
         Raises
         ------
@@ -382,6 +384,9 @@ class TransferMixin:
             )
         wide_record["transductive"] = transductive
         wide_record["adapted"] = pretrained.adaptation_ is not None
+        if encoder is not None:
+            # The novelty score also reads the latent space fine-tuning started from.
+            network.set_reference_encoder(encoder)
         wide_record.update(calibration_record(network, x, y, wide_record))
         return GTLClassifier.from_network(
             network,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,18 +40,38 @@ class GTLClassifierModule(nn.Module):
         Genes of the wide path, a linear layer from the study's own genes to the logits (see
         :func:`scgtl.train.fit_linear_path`); ``0``: no wide path. Its weight in the pooled
         prediction is the buffer ``wide_weight``.
+    reference
+        Whether the module keeps a frozen copy of the encoder it was fine-tuned from
+        (``reference_encoder``, see :meth:`set_reference_encoder`), whose latent space the
+        novelty score also reads.
     **architecture
         ``n_latent``, ``n_hidden``, ``n_layers``, ``dropout_rate`` of the encoder (see
         :class:`~scgtl.module.MLPEncoder`); must match the pre-trained encoder whose weights are
         loaded.
     """
 
-    def __init__(self, n_input: int, n_labels: int, n_wide: int = 0, **architecture):
+    def __init__(
+        self,
+        n_input: int,
+        n_labels: int,
+        n_wide: int = 0,
+        *,
+        reference: bool = False,
+        **architecture,
+    ):
         super().__init__()
         self.encoder = MLPEncoder(n_input, **architecture)
         self.head = nn.Linear(self.encoder.n_latent, n_labels)
         self.wide = nn.Linear(n_wide, n_labels) if n_wide else None
         self.register_buffer("wide_weight", torch.zeros(()))
+        self.reference_encoder = None
+        if reference:
+            self.set_reference_encoder(MLPEncoder(n_input, **architecture))
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the module keeps the encoder it was fine-tuned from."""
+        return self.reference_encoder is not None
 
     @property
     def has_wide_path(self) -> bool:
@@ -71,6 +93,23 @@ class GTLClassifierModule(nn.Module):
         self.wide = wide
         self.wide_weight.fill_(float(wide_weight))
 
+    def set_reference_encoder(self, encoder: MLPEncoder) -> None:
+        """Keep a frozen copy of ``encoder`` (the one fine-tuning started from).
+
+        Its latent code of a cell, ``reference_latent``, is not trained further: the novelty
+        score measures a cell's distance to the support there as well as in the fine-tuned
+        space (``docs/novelty.md``).
+        """
+        reference = copy.deepcopy(encoder).eval()
+        reference.requires_grad_(False)
+        self.reference_encoder = reference
+
+    def reference_latent(self, x_log: torch.Tensor) -> torch.Tensor:
+        """Latent code of log-transformed input in the reference encoder's space."""
+        if self.reference_encoder is None:
+            raise ValueError("This module keeps no reference encoder (reference=False).")
+        return self.reference_encoder(x_log)
+
     def forward(
         self, x_log: torch.Tensor, x_wide: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:
@@ -78,7 +117,8 @@ class GTLClassifierModule(nn.Module):
 
         ``x_wide`` is the same rows over the wide path's genes, needed when there is a wide
         path; the logits are then the pool ``(1 - w) log_softmax(network) + w
-        log_softmax(wide)``, and ``"network_logits"`` holds the network's alone.
+        log_softmax(wide)``, and ``"network_logits"`` holds the network's alone. The reference
+        encoder is not run here (see :meth:`reference_latent`).
         """
         z = self.encoder(x_log)
         logits = self.head(z)

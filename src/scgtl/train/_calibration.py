@@ -224,6 +224,10 @@ def calibration_record(network, x, y, wide_record: dict) -> dict:
     :func:`leave_one_out_novelty` in the final network's latent space), ``"novelty_source"``
     (``"cross-validation"`` or ``"leave-one-out"``), ``"temperature"`` (``1.0`` without
     cross-validation) and ``"temperature_source"`` (``"cross-validation"`` or ``"none"``).
+    When ``network`` keeps a reference encoder, also ``"reference_prototypes"`` and
+    ``"reference_novelty_spread"``, the same in its latent space; the support's held-out
+    novelty then adds each cell's leave-one-out novelty there (that space does not depend on
+    the support, so no fold is needed).
     """
     n_classes = network.head.out_features
     codes = y.cpu().numpy()
@@ -245,6 +249,16 @@ def calibration_record(network, x, y, wide_record: dict) -> dict:
         record.update(
             support_novelty=leave_one_out_novelty(z, codes, n_classes),
             novelty_source="leave-one-out",
+        )
+    if network.has_reference:
+        with torch.no_grad():
+            z_reference = network.reference_latent(x).cpu().numpy()
+        reference_prototypes, reference_spread = class_prototypes(z_reference, codes, n_classes)
+        record.update(
+            reference_prototypes=reference_prototypes.astype(np.float32),
+            reference_novelty_spread=float(reference_spread),
+            support_novelty=record["support_novelty"]
+            + leave_one_out_novelty(z_reference, codes, n_classes),
         )
     if "temperature" in wide_record:
         record.update(
