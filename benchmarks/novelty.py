@@ -2,7 +2,7 @@
 
 Report (seed 0, the figures of docs/novelty.md):
 
-    python benchmarks/novelty.py --models /work/explore/cache --out benchmarks/results/novelty
+    python benchmarks/novelty.py --models benchmarks/results/models --out benchmarks/results/novelty
 
 runs scgtl.benchmark.novelty (one class left out of each episode's support, k = 5) on mudan_ref
 and pbmc68k_reduced, `--rounds` episodes per left-out class, and the ordinary few-shot
@@ -12,16 +12,18 @@ calibration error (ECE) of their confidence. Writes <out>/novelty.csv (every epi
 
 Choice (seed 1, what docs/novelty.md chose the score, the "auto" rule and the calibration on):
 
-    python benchmarks/novelty.py --choose --seed 1 --rounds 1 --models /work/explore/cache \\
+    python benchmarks/novelty.py --choose --seed 1 --rounds 1 --models benchmarks/results/models \\
         --out benchmarks/results/novelty_choice
 
 scores every candidate novelty score on the same left-out fits (distance to the nearest
 prototype in the fine-tuned latent space over the pooled or per-class spread, distance to the
 nearest support cell, 1 - max probability, the network head's energy and max-logit, the
-prototype distance in the pre-trained latent space), the "auto" threshold from the
-cross-validation folds or by leave-one-out at several levels, and the ECE of the few-shot
-episodes with and without the temperature. Writes <out>/candidates.csv, <out>/auto.csv and
-<out>/calibration.csv.
+prototype distance in the pre-trained latent space, the sum of the two prototype distances
+(the package's score), the prototype distance with Fisher-weighted dimensions, a shrunk
+Mahalanobis distance, the pre-trained autoencoder's reconstruction error), the "auto"
+threshold from the cross-validation folds or by leave-one-out at several levels, and the ECE
+of the few-shot episodes with and without the temperature. Writes <out>/candidates.csv,
+<out>/auto.csv and <out>/calibration.csv.
 
 The pre-trained models are those of benchmarks/do_no_harm.py (`--models` reuses its cache).
 """
