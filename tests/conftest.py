@@ -127,6 +127,18 @@ def _shared_gtl(pbmc_task):
     return gtl
 
 
+@pytest.fixture(scope="session")
+def pbmc_predicted(_shared_gtl, pbmc_task):
+    """The default task's target predicted by a classifier fine-tuned on 3 of its cells per class.
+
+    Shared by the plotting tests, which only read it (they check it is left unchanged).
+    """
+    target = pbmc_task[1].copy()
+    clf = _shared_gtl.fine_tune(target, labels_key="bulk_labels", k_shot=3, wide=False)
+    clf.predict(target)
+    return target
+
+
 def _model_state(model) -> dict:
     return {
         "attributes": set(vars(model)),

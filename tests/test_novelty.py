@@ -130,6 +130,8 @@ def test_novelty_is_written_finite_and_nothing_unknown_by_default(gtl_model, pbm
     assert (expected > fine_tuned_only).all()
     with pytest.raises(ValueError, match="reference_latent="):
         clf.novelty(latent)
+    with pytest.raises(ValueError, match="reference_latent has 3 rows"):
+        clf.novelty(latent, reference[:3])
 
 
 def test_a_classifier_from_scratch_keeps_no_reference_encoder(gtl_model, pbmc_target):

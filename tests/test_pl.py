@@ -29,13 +29,10 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture(scope="module")
-def predicted(_shared_gtl, pbmc_task):
-    """``pbmc_target`` predicted by a classifier fine-tuned on 3 of its cells per class."""
-    target = pbmc_task[1].copy()
-    clf = _shared_gtl.fine_tune(target, labels_key="bulk_labels", k_shot=3, wide=False)
-    clf.predict(target)
-    return target
+@pytest.fixture()
+def predicted(pbmc_predicted):
+    """The shared prediction of the default task's target (``pbmc_predicted``), read-only."""
+    return pbmc_predicted
 
 
 @pytest.fixture(scope="module")

@@ -44,13 +44,10 @@ def result(pbmc_task):
     )  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def predicted(_shared_gtl, pbmc_task):
-    """The target predicted by a classifier fine-tuned on 3 of its cells per class."""
-    target = pbmc_task[1].copy()
-    clf = _shared_gtl.fine_tune(target, labels_key="bulk_labels", k_shot=3, wide=False)
-    clf.predict(target)
-    return target
+@pytest.fixture()
+def predicted(pbmc_predicted):
+    """The shared prediction of the default task's target (``pbmc_predicted``), read-only."""
+    return pbmc_predicted
 
 
 def _lines(ax: Axes) -> dict:

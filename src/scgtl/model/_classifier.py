@@ -334,6 +334,11 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
                 "This classifier's novelty also reads the reference latent space: pass "
                 "reference_latent=clf.get_latent_representation(adata, reference=True)."
             )
+        if len(reference_latent) != len(latent):
+            raise ValueError(
+                f"reference_latent has {len(reference_latent)} rows and latent {len(latent)}; "
+                "give the same cells' codes in both spaces."
+            )
         return novelty + prototype_novelty(
             reference_latent, record["reference_prototypes"], record["reference_novelty_spread"]
         )
