@@ -19,6 +19,7 @@ PUBLIC_MODULES = (
     "scgtl.pl",
     "scgtl.benchmark",
     "scgtl.datasets",
+    "scgtl.models",
     "scgtl.data",
     "scgtl.module",
     "scgtl.guide",

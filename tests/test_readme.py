@@ -19,4 +19,5 @@ def test_readme_quickstart_runs_as_written():
     score = balanced_accuracy_score(
         target.obs["bulk_labels"][query], target.obs["scgtl_prediction"][query]
     )
-    assert score > 0.6  # 4 classes: chance is 0.25
+    assert clf.fit_record_["k_shot"] == 5 and len(clf.classes_) == 10
+    assert score > 0.5  # 10 classes: chance is 0.1

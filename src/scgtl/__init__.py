@@ -15,7 +15,7 @@ from scgtl._version import package_version
 __version__ = package_version()
 
 if TYPE_CHECKING:
-    from scgtl import benchmark, data, datasets, guide, module, pl, tl, train
+    from scgtl import benchmark, data, datasets, guide, models, module, pl, tl, train
     from scgtl.model import GTL, GTLClassifier
 
 #: Public names and the module each is loaded from on first use.
@@ -26,6 +26,7 @@ _LAZY = {
     "data": "scgtl.data",
     "datasets": "scgtl.datasets",
     "guide": "scgtl.guide",
+    "models": "scgtl.models",
     "module": "scgtl.module",
     "pl": "scgtl.pl",
     "tl": "scgtl.tl",
@@ -40,6 +41,7 @@ __all__ = [
     "data",
     "datasets",
     "guide",
+    "models",
     "module",
     "pl",
     "settings",

@@ -6,6 +6,10 @@ Commands (one module each)::
     scgtl fine-tune --model model/ --target study.h5ad --labels-key cell_type --k-shot 5 --out clf/
     scgtl predict   --model clf/ --input study.h5ad --output annotated.h5ad
     scgtl benchmark [--corpus corpus.h5ad | --model model/] --target study.h5ad ...
+    scgtl models    [build --out DIR]
+
+``--model`` of ``fine-tune`` and ``benchmark`` takes a model directory or the name of a
+pre-trained model (``scgtl models`` lists them).
 
 ``pretrain`` is ``GTL.setup_anndata`` + ``GTL(corpus)`` + ``train()`` + ``save``; ``fine-tune``
 is ``GTL.load`` + ``fine_tune(...)`` + ``save`` (``--support-key`` names a boolean ``obs`` column
@@ -35,7 +39,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
-from scgtl._cli import _benchmark, _fine_tune, _predict, _pretrain
+from scgtl._cli import _benchmark, _fine_tune, _models, _predict, _pretrain
 from scgtl._cli._common import CommandError, one_line
 
 if TYPE_CHECKING:
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"scgtl {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (_pretrain, _fine_tune, _predict, _benchmark):
+    for command in (_pretrain, _fine_tune, _predict, _benchmark, _models):
         command.add_parser(subparsers)
     return parser
 

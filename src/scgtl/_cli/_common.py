@@ -98,11 +98,37 @@ def check_input_file(parser: argparse.ArgumentParser, option: str, path: Path | 
         parser.error(f"{option} {path} is not a file")
 
 
-def check_model_dir(parser: argparse.ArgumentParser, path: Path, *, kind: str) -> None:
-    """Refuse a ``--model`` that is not a directory holding ``model.pt`` (no torch needed)."""
+def registered_model_names() -> list[str]:
+    """The names of the pre-trained models (``scgtl models``)."""
+    from scgtl.models import MODELS
+
+    return sorted(MODELS)
+
+
+def is_model_name(path: Path) -> bool:
+    """Whether ``--model`` names a pre-trained model rather than a directory."""
+    return not path.exists() and str(path) in registered_model_names()
+
+
+def check_model_dir(
+    parser: argparse.ArgumentParser, path: Path, *, kind: str, names: bool = False
+) -> None:
+    """Refuse a ``--model`` that is not a model directory (with ``names``: nor a model name).
+
+    No torch is needed for a directory; a name is looked up in :mod:`scgtl.models`' registry.
+    """
     made_by = MODEL_KINDS[kind][1]
+    if names and is_model_name(path):
+        return
     if not path.is_dir():
-        parser.error(f"--model {path} is not a directory; give the directory {made_by} wrote")
+        listed = (
+            f", or the name of a pre-trained model ({', '.join(registered_model_names())})"
+            if names
+            else ""
+        )
+        parser.error(
+            f"--model {path} is not a directory; give the directory {made_by} wrote{listed}"
+        )
     if not (path / MODEL_FILE).is_file():
         parser.error(
             f"--model {path} is not a saved scgtl model (it has no {MODEL_FILE}); give the "
@@ -138,6 +164,15 @@ def load_model(path: Path, *, kind: str, adata: AnnData | None = None):
     from scgtl.model import GTL, GTLClassifier
     from scgtl.model._base import _check_model_file
 
+    if kind == "GTL" and is_model_name(path):
+        from scgtl import models
+
+        if adata is not None:
+            raise CommandError(
+                f"--model {path} is a pre-trained model whose corpus is not at hand: no "
+                "corpus can be attached to it"
+            )
+        return models.load(str(path))
     classes = {"GTL": GTL, "GTLClassifier": GTLClassifier}
     try:
         _check_model_file(path, kind)

@@ -46,7 +46,11 @@ def add_parser(subparsers) -> None:
         ),
     )
     p.add_argument(
-        "--model", type=Path, required=True, metavar="DIR", help="directory of a pre-trained model"
+        "--model",
+        type=Path,
+        required=True,
+        metavar="DIR|NAME",
+        help="directory of a pre-trained model, or the name of one (`scgtl models` lists them)",
     )
     p.add_argument("--target", type=Path, required=True, metavar="FILE", help="the study (.h5ad)")
     p.add_argument(
@@ -105,7 +109,7 @@ def add_parser(subparsers) -> None:
 
 
 def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    check_model_dir(parser, args.model, kind="GTL")
+    check_model_dir(parser, args.model, kind="GTL", names=True)
     check_input_file(parser, "--target", args.target)
     check_input_file(parser, "--corpus", args.corpus)
     if args.corpus is not None and not args.transductive:

@@ -82,6 +82,7 @@ from scgtl.benchmark._default import (
     DEFAULT_LABELS_KEY,
     DEFAULT_SPLIT,
     default_task,
+    embedded_study,
     pretrain_default,
     run_default,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "SklearnMethod",
     "builtin_methods",
     "default_task",
+    "embedded_study",
     "episode_seed",
     "pretrain_default",
     "few_shot",

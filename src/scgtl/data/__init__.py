@@ -4,7 +4,12 @@ import importlib
 from typing import TYPE_CHECKING
 
 from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
-from scgtl.data._checks import check_anndata, check_corpus, check_layer, study_fingerprint
+from scgtl.data._checks import (
+    check_anndata,
+    check_corpus,
+    check_layer,
+    study_fingerprint,
+)
 from scgtl.data._genes import (
     N_TOP_GENES,
     check_gene_subset,
@@ -19,6 +24,7 @@ from scgtl.data._reading import (
     row_sampler,
 )
 from scgtl.data._sampling import check_labels, labelled_rows, sample_k_shot, support_rows
+from scgtl.data._studies import Study, concat_studies, human_symbols
 from scgtl.data._units import (
     check_library_sizes,
     check_matrix,
@@ -44,6 +50,7 @@ _LAZY = {
 __all__ = [
     "FILE_KEY",
     "N_TOP_GENES",
+    "Study",
     "CollectionMatrix",
     "CorpusCollection",
     "GeneAlignment",
@@ -57,8 +64,10 @@ __all__ = [
     "check_matrix",
     "check_unique_genes",
     "check_units_name",
+    "concat_studies",
     "get_matrix",
     "highly_variable_genes",
+    "human_symbols",
     "iter_log_expression",
     "iter_log_expression_views",
     "labelled_rows",

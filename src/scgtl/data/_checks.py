@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+import pandas as pd
 from anndata import AnnData
 
 from scgtl.data._align import check_unique_genes
@@ -59,6 +60,44 @@ def check_corpus(
         raise ValueError(f"obs[{labels_key!r}] has missing labels; drop or fill them.")
     if library_size_key is not None:
         check_library_sizes(adata.obs[library_size_key], units, key=library_size_key)
+
+
+def check_measured(adata: AnnData, *, measured_key: str, batch_key: str | None) -> None:
+    """Check a corpus's genes x studies table of measured genes (``varm[measured_key]``).
+
+    Raises
+    ------
+    ValueError
+        No ``batch_key``, a table that is not boolean, a study of ``batch_key`` without a
+        column, or a study that measured none of the genes.
+    KeyError
+        ``measured_key`` is not in ``adata.varm``.
+    """
+    if batch_key is None:
+        raise ValueError(
+            f"measured_key={measured_key!r} needs batch_key=, the obs column naming each row's "
+            "study (the columns of the measured table)."
+        )
+    if measured_key not in adata.varm:
+        raise KeyError(f"measured_key={measured_key!r} is not in adata.varm: {list(adata.varm)}.")
+    table = adata.varm[measured_key]
+    if not isinstance(table, pd.DataFrame) or not all(
+        pd.api.types.is_bool_dtype(dtype) for dtype in table.dtypes
+    ):
+        raise ValueError(
+            f"adata.varm[{measured_key!r}] must be a DataFrame of booleans, genes x studies "
+            "(as scgtl.data.concat_studies writes)."
+        )
+    studies = pd.Index(adata.obs[batch_key].astype(str).unique())
+    missing = studies.difference(table.columns.astype(str))
+    if len(missing):
+        raise ValueError(
+            f"adata.varm[{measured_key!r}] has no column for the studies {list(missing)} of "
+            f"obs[{batch_key!r}]; its columns are {list(table.columns)}."
+        )
+    empty = [s for s in studies if not table[s].any()]
+    if empty:
+        raise ValueError(f"adata.varm[{measured_key!r}] says {empty} measured no gene.")
 
 
 def study_fingerprint(adata: AnnData, *, layer: str | None, units: Units) -> str:

@@ -23,13 +23,21 @@ N_TOP_GENES = 2000
 
 
 def highly_variable_genes(
-    adata: AnnData, *, n_top_genes: int | None, layer: str | None = None, units: Units = "counts"
+    adata: AnnData,
+    *,
+    n_top_genes: int | None,
+    layer: str | None = None,
+    units: Units = "counts",
+    batch_key: str | None = None,
 ) -> pd.Index:
     """The ``n_top_genes`` most variable genes (all genes when ``None`` or not fewer).
 
     Counts use scanpy's ``flavor="seurat_v3"`` on the counts (it needs ``scikit-misc``;
     without it, or for other units, ``flavor="seurat"`` on log-normalised values is used).
-    The caller's AnnData is not modified.
+    With ``batch_key`` the genes are ranked within each batch and then by how many batches
+    rank them (scanpy's ``batch_key``), with ``flavor="seurat"``: a corpus of several studies
+    then picks genes variable within its studies, and a gene a study did not measure (zero
+    there) is not variable in it. The caller's AnnData is not modified.
 
     Returns
     -------
@@ -53,7 +61,9 @@ def highly_variable_genes(
     import scanpy as sc  # imported here: scanpy is slow to import and only this needs it
 
     work = sc.AnnData(X=get_matrix(adata, layer), var=pd.DataFrame(index=adata.var_names))
-    if units == "counts":
+    if batch_key is not None:
+        work.obs[batch_key] = adata.obs[batch_key].to_numpy()
+    if units == "counts" and batch_key is None:
         try:
             try:
                 sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat_v3")
@@ -73,7 +83,9 @@ def highly_variable_genes(
     if units != "log1p":
         sc.pp.normalize_total(work, target_sum=1e4)
         sc.pp.log1p(work)
-    sc.pp.highly_variable_genes(work, n_top_genes=int(n_top_genes), flavor="seurat")
+    sc.pp.highly_variable_genes(
+        work, n_top_genes=int(n_top_genes), flavor="seurat", batch_key=batch_key
+    )
     return adata.var_names[work.var["highly_variable"].to_numpy()]
 
 
@@ -110,8 +122,11 @@ def training_genes(
     n_top_genes: int | None,
     layer: str | None = None,
     units: Units = "counts",
+    batch_key: str | None = None,
 ) -> list[str] | None:
     """The genes a model is trained on: ``genes`` checked, or the ``n_top_genes`` most variable.
+
+    ``batch_key`` ranks them within each batch (see :func:`highly_variable_genes`).
 
     Returns
     -------
@@ -119,5 +134,7 @@ def training_genes(
     """
     if genes is not None:
         return check_gene_subset(genes, adata.var_names)
-    chosen = highly_variable_genes(adata, n_top_genes=n_top_genes, layer=layer, units=units)
+    chosen = highly_variable_genes(
+        adata, n_top_genes=n_top_genes, layer=layer, units=units, batch_key=batch_key
+    )
     return None if chosen.size == adata.n_vars else list(chosen)

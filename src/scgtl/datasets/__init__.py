@@ -7,6 +7,12 @@ the recount3 loaders at a mirror of recount3, for work without network. Importin
 does no I/O.
 """
 
+from scgtl.datasets._atlas import (
+    ATLAS_FILES,
+    human_atlas_subsample,
+    load_atlas,
+    tabula_muris_facs_subsample,
+)
 from scgtl.datasets._download import ChecksumError, DownloadError, RemoteFileNotFoundError
 from scgtl.datasets._public import (
     PUBLIC_DATASETS,
@@ -26,11 +32,14 @@ from scgtl.datasets._recount3 import (
 )
 
 __all__ = [
+    "ATLAS_FILES",
     "PUBLIC_DATASETS",
     "ChecksumError",
     "DownloadError",
     "RemoteFileNotFoundError",
+    "human_atlas_subsample",
     "kang_stim",
+    "load_atlas",
     "mudan_pbmcA",
     "mudan_ref",
     "pbmc68k_reduced",
@@ -40,5 +49,6 @@ __all__ = [
     "recount3",
     "recount3_corpus",
     "recount3_paths",
+    "tabula_muris_facs_subsample",
     "yan",
 ]

@@ -19,7 +19,13 @@ from scgtl._docs import doc
 from scgtl._progress import progress_enabled
 from scgtl._settings import uses_threads
 from scgtl._version import package_version
-from scgtl.data import N_TOP_GENES, check_corpus, check_library_sizes, training_genes
+from scgtl.data import (
+    N_TOP_GENES,
+    check_corpus,
+    check_library_sizes,
+    training_genes,
+)
+from scgtl.data._checks import check_measured
 from scgtl.model._base import (
     ScgtlModelMixin,
     explaining_setup_failure,
@@ -122,6 +128,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         gene_index = (
             {} if genes is None else {"gene_index": self._registered_genes.get_indexer(genes)}
         )
+        measured = self._measured_genes()
         self.module = self._module_cls(
             n_input=len(self.gene_names),
             n_labels=self.summary_stats.n_labels if self.labels_key is not None else 0,
@@ -130,6 +137,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             classification_weight=classification_weight,
             **self.architecture_,
             **gene_index,
+            **({} if measured is None else {"measured": measured}),
             **module_kwargs,
         )
         self.guide_: dict[str, torch.Tensor] | None = None
@@ -156,6 +164,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         library_size_key: str | None = None,
         n_top_genes: int | None = N_TOP_GENES,
         genes: Sequence[str] | None = None,
+        measured_key: str | None = None,
         **kwargs,
     ) -> None:
         """Register a pre-training corpus, checking its values against the declared units.
@@ -198,6 +207,15 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             needs ``n_top_genes=None`` or ``genes``.
         genes
             The genes to pre-train on, instead of choosing them by ``n_top_genes``.
+        measured_key
+            For a corpus of several studies with different gene panels (e.g. from
+            :func:`scgtl.data.concat_studies`): a ``varm`` key holding a genes x studies
+            boolean DataFrame, one column per category of ``batch_key`` (which it needs),
+            ``True`` where that study measured the gene. A gene that a row's study did not
+            measure is then missing, not zero: it is hidden from the encoder and left out of
+            the reconstruction loss (:class:`scgtl.module.GTLModule`'s ``measured``), and the
+            ``n_top_genes`` are ranked within each study (scanpy's ``batch_key``), so a gene
+            counts as variable only where it was measured.
         **kwargs
             Passed to :meth:`scvi.data.AnnDataManager.register_fields`.
 
@@ -213,7 +231,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             Empty data, duplicate gene names, NaN/inf or negative values, non-integer values
             declared as counts, or an unknown ``units``.
         KeyError
-            Unknown ``layer``, ``labels_key``, ``batch_key``, ``library_size_key`` or ``genes``.
+            Unknown ``layer``, ``labels_key``, ``batch_key``, ``library_size_key``,
+            ``measured_key`` or ``genes``.
         """
         with recording_setup_failure(adata):
             check_corpus(
@@ -224,9 +243,16 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
                 batch_key=batch_key,
                 library_size_key=library_size_key,
             )
+            if measured_key is not None:
+                check_measured(adata, measured_key=measured_key, batch_key=batch_key)
             # Kept in the registry (every local here is), so a re-registration reuses it.
             genes = training_genes(
-                adata, genes=genes, n_top_genes=n_top_genes, layer=layer, units=units
+                adata,
+                genes=genes,
+                n_top_genes=n_top_genes,
+                layer=layer,
+                units=units,
+                batch_key=None if measured_key is None else batch_key,
             )
         setup_method_args = cls._get_setup_method_args(**locals())
         fields = [
@@ -250,6 +276,26 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         return pd.Index(self.get_var_names())
 
     @property
+    def measured_key(self) -> str | None:
+        """``varm`` key of the corpus's genes x studies "measured" table, or ``None``."""
+        return self.registry_["setup_args"].get("measured_key")
+
+    def _measured_genes(self) -> np.ndarray | None:
+        """``(n_batch, n_genes)`` booleans: the model's genes each corpus study measured.
+
+        Rows follow the registered batch categories. A model loaded without its corpus gets a
+        placeholder of the right shape, which the saved weights then overwrite.
+        """
+        if self.measured_key is None:
+            return None
+        if self.adata is None:
+            return np.ones((self.summary_stats.n_batch, len(self.gene_names)), dtype=bool)
+        batches = self.adata_manager.get_state_registry(REGISTRY_KEYS.BATCH_KEY)
+        table = self.adata.varm[self.measured_key]
+        studies = [str(c) for c in batches.categorical_mapping]
+        return table.loc[self.gene_names, studies].to_numpy(dtype=bool).T
+
+    @property
     def units(self) -> Units:
         """Units of the corpus, the default for queries."""
         return self.registry_["setup_args"]["units"]
@@ -268,6 +314,35 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
     def library_size_key(self) -> str | None:
         """``obs`` column of per-row totals over all genes, or ``None`` (row sums)."""
         return self.registry_["setup_args"].get("library_size_key")
+
+    @classmethod
+    def load(cls, dir_path: str | os.PathLike, adata: AnnData | None = None, **kwargs) -> GTL:
+        """Load a model saved by :meth:`save` (or a compact shipped file, see :mod:`scgtl.models`).
+
+        Parameters
+        ----------
+        dir_path
+            Directory holding ``model.pt``.
+        adata
+            Optional corpus to attach (its genes must match the model's); the model loads,
+            fine-tunes and predicts without one.
+        **kwargs
+            Passed to :meth:`scvi.model.base.BaseModelClass.load` (``accelerator``, ``device``).
+
+        Returns
+        -------
+        The model. Weights and guide are float32, also where the file stores them in half
+        precision (the shipped models do).
+
+        Raises
+        ------
+        ValueError
+            If ``dir_path`` does not hold a GTL saved by scgtl.
+        """
+        model = super().load(dir_path, adata=adata, **kwargs)
+        if model.guide_ is not None:
+            model.guide_ = {name: g.float() for name, g in model.guide_.items()}
+        return model
 
     @property
     def guide(self) -> dict[str, torch.Tensor] | None:

@@ -41,6 +41,7 @@ class GuideMixin:
         n_way: int = 2,
         k_shot: int = 5,
         n_clusters: int = 30,
+        groups_key: str | None = None,
         n_steps: int = 100,
         lr: float = 1e-3,
         statistic: Statistic = "squared",
@@ -73,6 +74,13 @@ class GuideMixin:
             Number of scout problems, classes per problem and samples per class.
         n_clusters
             K of the K-means clustering used when the corpus has no labels.
+        groups_key
+            An ``obs`` column of the corpus with real labels for the scouts, missing (NaN)
+            where a row has none, such as the ``"scout_label"`` column of
+            :func:`scgtl.data.concat_studies` (``"<study>: <cell type>"``): the scouts then
+            draw their classes from those labels, within and across studies (the GTL paper's
+            cousin tasks), and from ``n_clusters`` K-means clusters of the unlabelled rows'
+            latent codes. ``None``: the model's ``labels_key``, else clusters of every row.
         n_steps, lr
             Training of each scout (Adam), like fine-tuning.
         statistic
@@ -118,6 +126,7 @@ class GuideMixin:
                 "head_init", "seed",
             )
         )  # fmt: skip
+        groups_key = options["groups_key"]
         check_training_settings(n_steps=n_steps, lr=lr)
         check_head_init(head_init)
         # Counted in scout steps; reading and clustering the corpus count in the phase's time.
@@ -133,7 +142,9 @@ class GuideMixin:
             library_size=self._stored_library_sizes(corpus, self.units),
             warn=False,  # the corpus may have more genes than the model (n_top_genes)
         )
-        groups = self._scout_groups(corpus, pool, x, n_clusters=n_clusters, seed=seed)
+        groups = self._scout_groups(
+            corpus, pool, x, n_clusters=n_clusters, seed=seed, groups_key=groups_key
+        )
         tasks = sample_scout_tasks(groups, n_scouts=n_scouts, n_way=n_way, k_shot=k_shot, seed=seed)
         changes = run_scouts(
             self.module.encoder,
@@ -151,7 +162,7 @@ class GuideMixin:
         self.guide_ = guide_from_changes(changes, **{name: options[name] for name in _RESHAPING})
         display.end_phase(SCOUTS)
         del options["progress"], options["batched"]  # how it ran, not what it computed
-        self.guide_settings_ = {**options, "groups": "labels" if self.labels_key else "kmeans"}
+        self.guide_settings_ = {**options, "groups": self._groups_source(groups_key)}
         return self.guide_
 
     @uses_threads
@@ -199,17 +210,42 @@ class GuideMixin:
             batched=options["batched"],
         )
 
+    def _groups_source(self, groups_key: str | None) -> str:
+        """What the scouts drew their classes from, for ``guide_settings_``."""
+        if groups_key is not None:
+            return f"{groups_key}+kmeans"
+        return "labels" if self.labels_key else "kmeans"
+
     def _scout_groups(
-        self, corpus: AnnData, pool: np.ndarray, x: torch.Tensor, *, n_clusters: int, seed: int
+        self,
+        corpus: AnnData,
+        pool: np.ndarray,
+        x: torch.Tensor,
+        *,
+        n_clusters: int,
+        seed: int,
+        groups_key: str | None = None,
     ) -> np.ndarray:
-        """The corpus labels of the pool, or K-means clusters of its latent codes."""
-        if self.labels_key is None:
-            self.module.eval()
-            latent = torch.cat([self.module.embed(chunk) for chunk in x.split(4096)])
-            return cluster_groups(latent.cpu().numpy(), n_clusters=n_clusters, seed=seed)
-        if self.labels_key not in corpus.obs:
-            raise KeyError(f"The corpus lacks the model's labels column {self.labels_key!r}.")
-        return corpus.obs[self.labels_key].astype(str).to_numpy()[pool]
+        """The pool's labels (``groups_key``'s, else the model's), or K-means clusters elsewhere."""
+        key = groups_key or self.labels_key
+        if key is None:
+            return self._cluster_groups(x, n_clusters=n_clusters, seed=seed)
+        if key not in corpus.obs:
+            what = "groups_key" if groups_key else "the model's labels column"
+            raise KeyError(f"The corpus lacks {what} {key!r}: {list(corpus.obs)}.")
+        labels = corpus.obs[key].iloc[pool]
+        unlabelled = labels.isna().to_numpy()
+        groups = labels.astype(str).to_numpy().astype(object)
+        if unlabelled.any():
+            clusters = self._cluster_groups(x[unlabelled], n_clusters=n_clusters, seed=seed)
+            groups[unlabelled] = [f"cluster {c}" for c in clusters]
+        return groups.astype(str)
+
+    def _cluster_groups(self, x: torch.Tensor, *, n_clusters: int, seed: int) -> np.ndarray:
+        """K-means clusters of the latent codes of ``x``."""
+        self.module.eval()
+        latent = torch.cat([self.module.embed(chunk) for chunk in x.split(4096)])
+        return cluster_groups(latent.cpu().numpy(), n_clusters=n_clusters, seed=seed)
 
 
 #: Options of :meth:`GuideMixin.compute_guide` that reshape the scouts' changes into the guide.

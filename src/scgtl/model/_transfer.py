@@ -81,7 +81,9 @@ class TransferMixin:
 
         The encoder and decoder take ``n_steps`` more steps of masked-expression reconstruction
         on mini-batches that mix target rows with corpus rows (``replay``), so the encoder learns
-        the target's expression patterns without forgetting the corpus's. No label is read: a
+        the target's expression patterns without forgetting the corpus's. The model's genes that
+        the target lacks are zero-filled in its rows but missing, not silent: they are hidden
+        from the encoder and left out of the loss. No label is read: a
         user can adapt on every cell of the study before labelling a few of them. The guide and
         everything else are copied from this model, which is left unchanged; call
         :meth:`compute_guide` on the result to run the scouts again.
@@ -135,13 +137,14 @@ class TransferMixin:
         adapted = copy.copy(self)
         adapted.module = copy.deepcopy(self.module)
         adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            rows = [(sample(), found) for sample, found in samplers]
+            measured = [found.expand(len(x), -1) for x, found in rows]
+            return torch.cat([x for x, _ in rows]), torch.cat(measured)
+
         losses = fit_masked_reconstruction(
-            adapted.module,
-            lambda: torch.cat([draw() for draw in samplers]),
-            n_steps=n_steps,
-            lr=lr,
-            weight_decay=weight_decay,
-            seed=seed,
+            adapted.module, draw, n_steps=n_steps, lr=lr, weight_decay=weight_decay, seed=seed
         )
         adapted.adaptation_ = {
             "n_obs": adata.n_obs,
@@ -200,17 +203,26 @@ class TransferMixin:
         )
 
     def _row_sampler(self, adata, layer, units, n_rows, rng, library_size=None, *, warn=True):
-        """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes."""
-        return row_sampler(
+        """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes.
+
+        Returns the sampler and the ``(1, n_genes)`` booleans of the model's genes ``adata``
+        has: the others are zero-filled, missing rather than silent, and adaptation leaves them
+        out of its loss.
+        """
+        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        found = torch.zeros(1, len(self.gene_names), dtype=torch.bool, device=self.module.device)
+        found[0, torch.as_tensor(alignment.reference_index, dtype=torch.long)] = True
+        sampler = row_sampler(
             adata,
             layer=layer,
             units=units,
-            alignment=align_genes(adata.var_names, self.gene_names, warn=warn),
+            alignment=alignment,
             n_rows=n_rows,
             rng=rng,
             device=self.module.device,
             library_size=library_size,
         )
+        return sampler, found
 
     @uses_threads
     @doc.dedent

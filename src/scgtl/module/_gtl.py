@@ -50,6 +50,12 @@ class GTLModule(BaseModuleClass):
         Positions, in the registered matrix, of the ``n_input`` genes the network reads. The
         library size is taken over all registered genes first, as for a query. ``None``: the
         registered matrix has exactly the ``n_input`` genes.
+    measured
+        ``(n_batch, n_input)`` booleans, ``True`` where a batch (a study of a multi-study
+        corpus) measured a gene. A gene that a row's study did not measure is *missing*: it is
+        hidden from the encoder like a masked gene and left out of the reconstruction loss, so
+        it gets no gradient from that row. ``None``: every gene was measured everywhere. Saved
+        with the weights.
     """
 
     def __init__(
@@ -66,6 +72,7 @@ class GTLModule(BaseModuleClass):
         classification_weight: float = 1.0,
         encoder: nn.Module | None = None,
         gene_index: Sequence[int] | None = None,
+        measured: torch.Tensor | np.ndarray | None = None,
     ):
         super().__init__()
         if not 0.0 <= mask_rate < 1.0:
@@ -84,11 +91,20 @@ class GTLModule(BaseModuleClass):
                 raise ValueError(f"gene_index must hold {n_input} positions of registered genes.")
         # Derived from the registry, so not saved with the weights.
         self.register_buffer("gene_index", gene_index, persistent=False)
+        if measured is not None:
+            measured = torch.as_tensor(np.asarray(measured), dtype=torch.bool)
+            if measured.ndim != 2 or measured.shape[1] != n_input:
+                raise ValueError(
+                    f"measured must be (n_batch, {n_input}) booleans; got {tuple(measured.shape)}."
+                )
+        # The corpus's, not derivable without it: saved, so a loaded model keeps it.
+        self.register_buffer("measured", measured)
 
     def _get_inference_input(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
             "x": tensors[REGISTRY_KEYS.X_KEY],
             "library_size": tensors.get(REGISTRY_KEYS.SIZE_FACTOR_KEY),
+            "batch_index": tensors.get(REGISTRY_KEYS.BATCH_KEY),
         }
 
     def _get_generative_input(
@@ -98,26 +114,54 @@ class GTLModule(BaseModuleClass):
 
     @auto_move_data
     def inference(
-        self, x: torch.Tensor, library_size: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        library_size: torch.Tensor | None = None,
+        batch_index: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Encode raw input; in training mode a random subset of genes is masked first.
 
         ``library_size`` holds each row's total over all of its genes when the registered
         matrix is a subset of them (e.g. highly variable genes); without it the row sums of
-        ``x`` are used.
+        ``x`` are used. ``batch_index`` (each row's batch) selects the row's measured genes when
+        the module has ``measured``.
+
+        Returns
+        -------
+        ``"z"`` (latent codes), ``"x_log"`` (log expression), ``"mask"`` (genes hidden from the
+        encoder) and ``"scored"`` (genes whose reconstruction counts in the loss: the hidden ones
+        that were measured; every measured gene when none is hidden).
         """
         if library_size is not None:
             library_size = library_size.view(-1)
         x_log = log_expression(x, self.units, library_size)
         if self.gene_index is not None:
             x_log = x_log[:, self.gene_index]
+        measured = self._measured_rows(batch_index, x_log)
         if self.training and self.mask_rate > 0:
             mask = torch.rand_like(x_log) < self.mask_rate
+            scored = mask if measured is None else mask & measured
             z = self.encoder(x_log.masked_fill(mask, 0.0))
         else:
             mask = torch.zeros_like(x_log, dtype=torch.bool)
+            scored = torch.ones_like(mask) if measured is None else measured
             z = self.encoder(x_log)
-        return {"z": z, "x_log": x_log, "mask": mask}
+        if measured is not None:
+            if not scored.any():  # never fall back on every gene, the missing ones included
+                scored = measured
+            # Unmeasured genes are zero in the input already; the mask says they were hidden.
+            mask = mask | ~measured
+        return {"z": z, "x_log": x_log, "mask": mask, "scored": scored}
+
+    def _measured_rows(
+        self, batch_index: torch.Tensor | None, x_log: torch.Tensor
+    ) -> torch.Tensor | None:
+        """``(n_obs, n_input)`` booleans: the genes each row's study measured (``None``: all)."""
+        if self.measured is None:
+            return None
+        if batch_index is None:
+            raise ValueError("This module masks unmeasured genes and needs each row's batch.")
+        return self.measured[batch_index.long().view(-1)]
 
     @auto_move_data
     def generative(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,7 +176,7 @@ class GTLModule(BaseModuleClass):
     ) -> LossOutput:
         """Masked-gene reconstruction error, plus cross-entropy when a head and labels exist."""
         reconstruction = _masked_squared_error(
-            generative_outputs["x_hat"], inference_outputs["x_log"], inference_outputs["mask"]
+            generative_outputs["x_hat"], inference_outputs["x_log"], inference_outputs["scored"]
         )
         loss = reconstruction.mean()
         extra = {}
@@ -148,15 +192,21 @@ class GTLModule(BaseModuleClass):
             extra_metrics=extra,
         )
 
-    def masked_reconstruction_loss(self, x_log: torch.Tensor) -> torch.Tensor:
+    def masked_reconstruction_loss(
+        self, x_log: torch.Tensor, measured: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Pre-training loss of already log-transformed rows (masking a fresh random subset).
 
         The same objective as :meth:`loss` without labels; :meth:`scgtl.GTL.adapt` uses it on
-        batches that mix corpus rows and target rows read in different units.
+        batches that mix corpus rows and target rows read in different units. ``measured``
+        (``(n_obs, n_genes)`` booleans) marks the genes each row's study measured: the others
+        (a query's zero-filled genes) are hidden from the encoder and not scored.
         """
         mask = torch.rand_like(x_log) < self.mask_rate
-        x_hat = self.decoder(self.encoder(x_log.masked_fill(mask, 0.0)))
-        return _masked_squared_error(x_hat, x_log, mask).mean()
+        scored = mask if measured is None else mask & measured
+        hidden = mask if measured is None else mask | ~measured
+        x_hat = self.decoder(self.encoder(x_log.masked_fill(hidden, 0.0)))
+        return _masked_squared_error(x_hat, x_log, scored).mean()
 
     @torch.inference_mode()
     def embed(self, x_log: torch.Tensor) -> torch.Tensor:
@@ -165,11 +215,14 @@ class GTLModule(BaseModuleClass):
 
 
 def _masked_squared_error(
-    x_hat: torch.Tensor, x_log: torch.Tensor, mask: torch.Tensor
+    x_hat: torch.Tensor, x_log: torch.Tensor, scored: torch.Tensor
 ) -> torch.Tensor:
-    """Per-row mean squared error over the masked genes (over all genes when none is masked)."""
+    """Per-row mean squared error over the ``scored`` genes (over all genes when none is).
+
+    Genes outside ``scored`` get no gradient: their error is multiplied by zero, not averaged.
+    """
     squared_error = (x_hat - x_log) ** 2
-    if not mask.any():
+    if not scored.any():
         return squared_error.mean(1)
-    weight = mask.float()
+    weight = scored.float()
     return (squared_error * weight).sum(1) / weight.sum(1).clamp(min=1.0)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def fit_masked_reconstruction(
     module: GTLModule,
-    draw_batch: Callable[[], torch.Tensor],
+    draw_batch: Callable[[], torch.Tensor | tuple[torch.Tensor, torch.Tensor]],
     *,
     n_steps: int,
     lr: float = 1e-3,
@@ -36,7 +36,10 @@ def fit_masked_reconstruction(
     module
         The network to train; left in evaluation mode.
     draw_batch
-        Returns the next batch, ``(batch_size, n_genes)``.
+        Returns the next batch, ``(batch_size, n_genes)``, or a pair of it and the
+        ``(batch_size, n_genes)`` booleans of the genes each row measured (the others, such as
+        a query's zero-filled genes, are left out of the loss; see
+        :meth:`~scgtl.module.GTLModule.masked_reconstruction_loss`).
     n_steps, lr, weight_decay
         Adam settings.
     seed
@@ -58,7 +61,9 @@ def fit_masked_reconstruction(
         torch.manual_seed(seed)
         module.train()
         for _ in range(n_steps):
-            loss = module.masked_reconstruction_loss(draw_batch())
+            batch = draw_batch()
+            x, measured = batch if isinstance(batch, tuple) else (batch, None)
+            loss = module.masked_reconstruction_loss(x, measured)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
