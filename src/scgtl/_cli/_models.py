@@ -100,7 +100,7 @@ def _build(args: argparse.Namespace, models) -> int:
             data_dir=args.data_dir,
             species=args.species,
             exclude=args.exclude,
-            progress=None if not args.quiet else False,
+            progress=False if args.quiet else None,
         )
         report(
             f"pre-trained on {model.adata.n_obs:,} cells of "

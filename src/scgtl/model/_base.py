@@ -58,6 +58,31 @@ def explaining_setup_failure(adata: AnnData | None, model_name: str) -> Iterator
         ) from err
 
 
+@contextlib.contextmanager
+def staged_directory(dir_path: str | os.PathLike, *, overwrite: bool) -> Iterator[Path]:
+    """A temporary sibling directory to write into, renamed to ``dir_path`` when the block succeeds.
+
+    A failed block leaves neither a half-written directory nor a damaged earlier one; an existing
+    ``dir_path`` is an error unless ``overwrite``.
+    """
+    target = Path(dir_path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield staging
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            os.replace(target, retired / "model")
+            os.replace(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 class ScgtlModelMixin:
     """Shared behaviour of :class:`~scgtl.GTL` and :class:`~scgtl.GTLClassifier`."""
 
@@ -145,22 +170,8 @@ class ScgtlModelMixin:
         **kwargs
             Passed to :meth:`scvi.model.base.BaseModelClass.save` (e.g. ``save_anndata``).
         """
-        target = Path(dir_path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it.")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+        with staged_directory(dir_path, overwrite=overwrite) as staging:
             BaseModelClass.save(self, str(staging), overwrite=True, **kwargs)
-            if target.exists():
-                retired = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-                os.replace(target, retired / "model")
-                os.replace(staging, target)
-                shutil.rmtree(retired, ignore_errors=True)
-            else:
-                os.replace(staging, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
 
     @classmethod
     def load(cls, dir_path: str | os.PathLike, adata: AnnData | None = None, **kwargs):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scgtl.datasets import _download as dl
+from scgtl.model._base import staged_directory
 from scgtl.models._registry import SHIPPED_DIR
 
 if TYPE_CHECKING:
@@ -95,13 +95,8 @@ def write_compact(model: GTL, directory: str | os.PathLike, *, overwrite: bool =
     """
     import torch
 
-    target = Path(directory)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        model.save(staging / "full", overwrite=True)
+    with staged_directory(directory, overwrite=overwrite) as staging:
+        model.save(staging / "full")
         saved = torch.load(staging / "full" / MODEL_FILE, map_location="cpu", weights_only=False)
         saved["model_state_dict"] = _half(saved["model_state_dict"])
         attrs = saved["attr_dict"]
@@ -111,12 +106,7 @@ def write_compact(model: GTL, directory: str | os.PathLike, *, overwrite: bool =
         _drop_run_details(attrs)
         shutil.rmtree(staging / "full")
         torch.save(saved, staging / MODEL_FILE)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target / MODEL_FILE
+    return Path(directory) / MODEL_FILE
 
 
 def _drop_run_details(attrs: dict) -> None:
