@@ -13,7 +13,9 @@ method runs on the same seeded episodes (k = 1, 3, 5), every baseline on the tar
 ``--variants`` adds, on the same episodes, the multi-study model whose scouts draw from clusters
 only (the same pre-training, the guide recomputed with ``groups_key=None``) and one pre-trained
 on the human studies only: the choices of the recipe, measured on seed-1 episodes, not the
-reported ones. ``--models DIR`` keeps the pre-trained models for the next run. Writes
+reported ones. ``--n-top-genes N`` builds the multi-study models on N genes instead of the
+recipe's 2,000 (a variant, measured on seed-1 episodes). ``--models DIR`` keeps the pre-trained
+models for the next run. Writes
 ``<out>/episodes.csv`` (every episode) and ``<out>/summary.md``.
 """
 
@@ -90,16 +92,23 @@ def pbmc_model(kind: str, folder: Path, cache: Path | None):
     return cached(cache, "mudan_pbmcA" if kind == "pbmcA" else "pbmc_corpus", build)
 
 
-def multi_models(left_out: str | None, folder: Path, cache: Path | None, variants: bool) -> dict:
+def multi_models(
+    left_out: str | None, folder: Path, cache: Path | None, variants: bool, n_top_genes: int | None
+) -> dict:
     """The multi-study model without ``left_out``, and with --variants its two variants."""
     exclude = () if left_out is None else (left_out,)
     suffix = f"without_{left_out}" if left_out else "full"
-    model = cached(
-        cache,
-        f"multi_{suffix}",
-        lambda: models.build_model(data_dir=folder, exclude=exclude, progress=False),
-    )
-    out = {"multi_study": model}
+    if n_top_genes is not None:
+        suffix += f"_{n_top_genes}_genes"
+
+    def build():
+        corpus = models.build_corpus(data_dir=folder, exclude=exclude)
+        genes = {} if n_top_genes is None else {"n_top_genes": n_top_genes}
+        return models.pretrain_corpus(corpus, progress=False, **genes)
+
+    model = cached(cache, f"multi_{suffix}", build)
+    name = "multi_study" if n_top_genes is None else f"multi_study_{n_top_genes}_genes"
+    out = {name: model}
     if variants:
         clusters = copy.deepcopy(model)  # the same pre-training; only the scouts' classes differ
         clusters.compute_guide(groups_key=None, seed=0, progress=False)
@@ -122,7 +131,9 @@ def run(args) -> None:
         target, labels_key, units = load_target(target_name, folder)
         start = time.perf_counter()
         candidates = {"pbmc_only": pbmc_model(pbmc_kind, folder, args.models)}
-        candidates.update(multi_models(left_out, folder, args.models, args.variants))
+        candidates.update(
+            multi_models(left_out, folder, args.models, args.variants, args.n_top_genes)
+        )
         print(f"{target_name}: models ready in {time.perf_counter() - start:.0f} s", flush=True)
         for i, (model_name, model) in enumerate(candidates.items()):
             methods = ["gtl", *BASELINES] if i == 0 else ["gtl"]
@@ -174,6 +185,7 @@ def main() -> None:
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--variants", action="store_true")
+    parser.add_argument("--n-top-genes", type=int, help="genes of the multi-study models")
     parser.add_argument("--models", type=Path, help="keep the pre-trained models here")
     parser.add_argument(
         "--data-dir", default=str(datasets._download.data_dir() or "../shared/data")

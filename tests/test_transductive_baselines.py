@@ -8,6 +8,7 @@ held-out cell types) and ``gtl_model`` (the run's one pre-trained model, whose g
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import anndata as ad
 import numpy as np
@@ -64,17 +65,18 @@ class _ModelGenesSpy(_GeneSpy):
 # ---------------------------------------------------------------------------------- registry
 def test_defaults_unchanged_and_new_methods_by_name(yan):
     assert benchmark.DEFAULT_METHODS == (
-        "gtl", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn",
+        "gtl", "gtl_transductive", "finetune", "scratch", "logreg", "pca_logreg", "pca_knn",
+        *TRANSDUCTIVE, "celltypist",
     )  # fmt: skip
     builtins = builtin_methods()
-    assert list(builtins) == [
-        *benchmark.DEFAULT_METHODS,
-        *TRANSDUCTIVE,
-        "gtl_transductive",
-        "gtl_network",
-    ]
-    res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, **YAN)
-    assert list(dict.fromkeys(res.table["method"])) == BASELINES
+    assert list(builtins) == [*benchmark.DEFAULT_METHODS, "gtl_network"]
+    # Without a model the defaults are the baselines (CellTypist where it can run).
+    runs_celltypist = benchmark.celltypist_problem() is None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The benchmark runs without 'celltypist'")
+        res = benchmark.few_shot(None, yan, k_shots=(3,), n_episodes=1, **YAN)
+    expected = [*BASELINES, *TRANSDUCTIVE, *(["celltypist"] if runs_celltypist else [])]
+    assert list(dict.fromkeys(res.table["method"])) == expected
     # The regime of every built-in method, and of an adapted fine-tuning. The PCA baselines fit
     # their PCA on every row of the target, query rows included: transductive.
     regimes = {name: m.transductive for name, m in builtins.items()}
@@ -82,9 +84,11 @@ def test_defaults_unchanged_and_new_methods_by_name(yan):
         "gtl": False, "finetune": False, "scratch": False, "logreg": False,
         "pca_logreg": True, "pca_knn": True,
         "pca_label_spreading": True, "pca_self_training": True, "gtl_network": False,
-        "gtl_transductive": True,
+        "gtl_transductive": True, "celltypist": False,
     }  # fmt: skip
     assert benchmark.FineTuneMethod("gtl_adapted", adapt={}).transductive
+    assert benchmark.FineTuneMethod("reads_study", transductive=True).transductive
+    assert not benchmark.FineTuneMethod("plain").transductive
     assert not benchmark.Method.transductive
     assert all("transductive" in builtins[name].description for name in PCA_BASELINES)
 

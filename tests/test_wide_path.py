@@ -3,6 +3,8 @@ pooled with the guided network, its weight chosen on the support (issue 13, part
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -201,6 +203,10 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     clf = gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs)
     snapshot.assert_unchanged(pbmc_target)
     assert clf.fit_record_["transductive"] is True and clf.fit_record_["adapted"] is True
+    support_size = len(clf.fit_record_["support_obs_names"])
+    assert clf.fit_record_["n_unlabelled"] == pbmc_target.n_obs - support_size
+    # Fine-tuning again on the same study reuses the adaptation instead of adapting again.
+    assert gtl_model.adapted_to(pbmc_target, units="log1p") is gtl_model._last_adapted[1]
     support = pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])
     truth = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()[~support]
     predicted = clf.predict(pbmc_target, inplace=False).astype(str).to_numpy()[~support]
@@ -218,6 +224,7 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     inductive = gtl_model.fine_tune(pbmc_target, **kwargs)
     assert inductive.fit_record_["transductive"] is False
     assert inductive.fit_record_["adapted"] is False
+    assert inductive.fit_record_["n_unlabelled"] == 0
     with pytest.raises(ValueError, match="needs wide=True"):
         gtl_model.fine_tune(pbmc_target, transductive=True, wide=False, **kwargs)
 
@@ -243,4 +250,18 @@ def test_transductive_without_corpus_adapts_on_the_study_alone(
     monkeypatch.setattr(bare, "adapt", lambda adata, **kwargs: calls.append(kwargs) or bare)
     with pytest.warns(UserWarning, match="replay=0"):
         bare.adapted_to(pbmc_target, units="log1p")
-    assert calls == [{"layer": None, "units": "log1p", "replay": 0.0, "seed": 0}]
+    # Without corpus rows to replay, a short adaptation (longer forgets the corpus).
+    assert calls == [{"layer": None, "units": "log1p", "n_steps": 100, "replay": 0.0, "seed": 0}]
+
+
+def test_adaptation_is_redone_once_the_model_changes(gtl_model, pbmc_target):
+    model = copy.deepcopy(gtl_model)
+    study = pbmc_target[:200]
+    first = model.adapted_to(study, units="log1p")
+    assert model.adapted_to(study, units="log1p") is first
+    with torch.no_grad():
+        next(model.module.parameters()).add_(0.01)  # weights changed in place, e.g. by training
+    second = model.adapted_to(study, units="log1p")
+    assert second is not first
+    assert model.adapted_to(study, units="log1p") is second
+    assert model.adapted_to(pbmc_target[:100], units="log1p") is not second  # another study

@@ -86,8 +86,9 @@ def add_parser(subparsers) -> None:
         "--methods",
         nargs="+",
         help=(
-            "methods to run (default: gtl finetune scratch logreg pca_logreg pca_knn; also "
-            "built in: pca_label_spreading pca_self_training)"
+            "methods to run (default: gtl gtl_transductive finetune scratch logreg pca_logreg "
+            "pca_knn pca_label_spreading pca_self_training celltypist, the last where the "
+            "celltypist extra is installed; also built in: gtl_network)"
         ),
     )
     run.add_argument(

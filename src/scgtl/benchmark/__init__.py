@@ -4,7 +4,11 @@
 support set, every other sample as the query set) and runs every method on each of them:
 
 ``gtl``
-    guided fine-tuning of the pre-trained model (``model.fine_tune(..., use_guide=True)``);
+    guided fine-tuning of the pre-trained model from the support set alone
+    (``model.fine_tune(..., transductive=False)``);
+``gtl_transductive``
+    ``model.fine_tune(..., transductive=True)``: it also reads the study's unlabelled cells (the
+    model adapted to the study, the wide path on the study's PCA);
 ``finetune``
     plain transfer learning, the same fine-tuning without the guide;
 ``scratch``
@@ -14,22 +18,22 @@ support set, every other sample as the query set) and runs every method on each 
 ``pca_logreg``
     logistic regression on 50 principal components, the PCA fit on the unlabelled target;
 ``pca_knn``
-    k-nearest neighbours on those components, ``min(5, k)`` neighbours (1-NN at ``k=1``).
-
-These six are :data:`DEFAULT_METHODS`. Two more transductive baselines run when named (e.g.
-``methods=[*DEFAULT_METHODS, "pca_label_spreading", "pca_self_training"]``); they see every row
-of the target, only the support labelled, as a model adapted to the target does
-(``FineTuneMethod(..., adapt={})``):
-
+    k-nearest neighbours on those components, ``min(5, k)`` neighbours (1-NN at ``k=1``);
 ``pca_label_spreading``
     scikit-learn's ``LabelSpreading`` on the kNN graph (7 neighbours) of all target rows' PCA;
 ``pca_self_training``
-    ``SelfTrainingClassifier`` around that logistic regression, on the same components.
+    ``SelfTrainingClassifier`` around that logistic regression, on the same components;
+``celltypist``
+    the CellTypist package trained on the support set (:class:`CellTypistMethod`), where the
+    optional extra is installed (``pip install 'scgtl[celltypist]'``); the default run leaves it
+    out with a warning naming why where it cannot run.
 
-Each method says its regime in :attr:`Method.transductive`. Inductive methods (``gtl``,
-``finetune``, ``scratch``, ``logreg``) learn from the support set alone; transductive ones also
-read the expression of the target's unlabelled rows, query rows included, never their labels:
-the four ``pca_*`` baselines (their PCA is fit on every row) and a model adapted to the target.
+These are :data:`DEFAULT_METHODS`; ``gtl_network`` (the guided network without the wide path)
+runs when named. Each method says its regime in :attr:`Method.transductive`. Inductive methods
+(``gtl``, ``finetune``, ``scratch``, ``logreg``, ``celltypist``) learn from the support set
+alone; transductive ones also read the expression of the target's unlabelled rows, query rows
+included, never their labels: ``gtl_transductive``, the four ``pca_*`` baselines (their PCA is
+fit on every row) and any model adapted to the target (``FineTuneMethod(..., adapt={})``).
 Each regime is compared with its own reference: ``gtl`` for the inductive methods, and a
 transductive GTL (``few_shot(..., transductive_reference=...)``; by default the first
 transductive method that needs the model) for the transductive ones.
@@ -78,6 +82,7 @@ semi-supervised one (``-1`` for unlabelled rows) in
 ``SemiSupervisedMethod("pca_label_propagation", LabelPropagation())``.
 """
 
+from scgtl.benchmark._celltypist import CellTypistMethod, celltypist_problem
 from scgtl.benchmark._default import (
     DEFAULT_LABELS_KEY,
     DEFAULT_SPLIT,
@@ -103,6 +108,7 @@ from scgtl.benchmark._pretrain import pretrain, select_genes
 from scgtl.benchmark._result import FewShotResult
 
 __all__ = [
+    "CellTypistMethod",
     "DEFAULT_LABELS_KEY",
     "DEFAULT_METHODS",
     "DEFAULT_SPLIT",
@@ -115,6 +121,7 @@ __all__ = [
     "SemiSupervisedMethod",
     "SklearnMethod",
     "builtin_methods",
+    "celltypist_problem",
     "default_task",
     "embedded_study",
     "episode_seed",

@@ -264,11 +264,12 @@ def few_shot(
         ``(seed, k, e)`` (see :func:`scgtl.benchmark.episode_seed`).
     methods
         Method names and/or :class:`scgtl.benchmark.Method` instances. Default:
-        :data:`scgtl.benchmark.DEFAULT_METHODS`, ``("gtl", "finetune", "scratch", "logreg",
-        "pca_logreg", "pca_knn")``; only the last three when ``model`` is ``None``. The first
-        four are inductive, the two PCA baselines transductive. The transductive baselines
-        ``"pca_label_spreading"`` and ``"pca_self_training"`` (fit on every row of the target,
-        only the support labelled) run when named.
+        :data:`scgtl.benchmark.DEFAULT_METHODS`: ``gtl`` (inductive) and ``gtl_transductive``
+        (``fine_tune(transductive=True)``), the ``finetune`` and ``scratch`` ablations,
+        ``logreg``, the four PCA baselines (``pca_logreg``, ``pca_knn``,
+        ``pca_label_spreading``, ``pca_self_training``: transductive) and ``celltypist``
+        (where it can run; otherwise left out with a warning); only the baselines when
+        ``model`` is ``None``.
     layer
         Layer of ``target`` with the expression (default ``.X``).
     units

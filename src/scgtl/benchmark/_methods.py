@@ -16,6 +16,7 @@ label spreading, self-training, a model adapted to the target.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -657,7 +658,11 @@ class FineTuneMethod(Method):
 
         True with ``adapt`` set, or with ``fine_tune``'s ``transductive=True``.
         """
-        return self.adapt is not None or bool(self.fine_tune_kwargs.get("transductive", False))
+        return self.adapt is not None or self._fine_tune_reads_study
+
+    @property
+    def _fine_tune_reads_study(self) -> bool:
+        return bool(self.fine_tune_kwargs.get("transductive", False))
 
     def __init__(
         self,
@@ -697,7 +702,7 @@ class FineTuneMethod(Method):
         """
         if self.adapt is not None:
             return data.adapted_model(**self.adapt)
-        if self.fine_tune_kwargs.get("transductive", False) and not self.from_scratch:
+        if self._fine_tune_reads_study and not self.from_scratch:
             return data.transductive_model
         return data.model
 
@@ -751,19 +756,24 @@ LABEL_SPREADING_NEIGHBORS = 7
 def builtin_methods() -> dict[str, Method]:
     """Fresh instances of the built-in methods, by name, in report order.
 
-    The first six are :data:`DEFAULT_METHODS`; ``pca_label_spreading`` and
-    ``pca_self_training``, further transductive baselines, ``gtl_transductive``
-    (``fine_tune(transductive=True)``) and ``gtl_network`` (GTL's network without the wide path,
-    an ablation) run when named. Inductive: ``gtl``, ``finetune``, ``scratch``, ``logreg``,
-    ``gtl_network``; transductive: the four ``pca_*`` and ``gtl_transductive``.
+    All but ``gtl_network`` (GTL's network without the wide path, an ablation, run when named)
+    are :data:`DEFAULT_METHODS`; ``celltypist`` needs the CellTypist package, an optional extra
+    (:class:`~scgtl.benchmark.CellTypistMethod`). Inductive: ``gtl``, ``finetune``,
+    ``scratch``, ``logreg``, ``celltypist``, ``gtl_network``; transductive:
+    ``gtl_transductive`` (``fine_tune(transductive=True)``) and the four ``pca_*``.
     """
+    # Imported here: the CellTypist method is built on this module's Method.
+    from scgtl.benchmark._celltypist import CellTypistMethod
+
     methods: list[Method] = [
         FineTuneMethod(
             "gtl",
             use_guide=True,
+            transductive=False,
             description=(
-                "GTL: guided fine-tuning of the pre-trained model, pooled with a logistic "
-                "regression on the study's genes (model.fine_tune defaults)"
+                "GTL from the support alone: guided fine-tuning of the pre-trained model, "
+                "pooled with a logistic regression on the study's genes "
+                "(model.fine_tune(transductive=False))"
             ),
         ),
         FineTuneMethod(
@@ -817,8 +827,9 @@ def builtin_methods() -> dict[str, Method]:
             use_guide=True,
             transductive=True,
             description=(
-                "GTL with transductive=True: fine-tuned from the model adapted to the "
-                "unlabelled target, the wide path on the PCA of all target rows (transductive)"
+                "GTL with fine_tune(transductive=True), reading the study's unlabelled cells: "
+                "fine-tuned from the model adapted to the unlabelled target, the wide path on "
+                "the PCA of all target rows (transductive)"
             ),
         ),
         FineTuneMethod(
@@ -827,18 +838,27 @@ def builtin_methods() -> dict[str, Method]:
             wide=False,
             description="GTL's guided network alone, without the wide path (wide=False)",
         ),
+        CellTypistMethod("celltypist"),
     ]
-    return {m.name: m for m in methods}
+    by_name = {m.name: m for m in methods}
+    order = [*DEFAULT_METHODS, *(name for name in by_name if name not in DEFAULT_METHODS)]
+    return {name: by_name[name] for name in order}
 
 
-#: Names of the methods :func:`scgtl.benchmark.few_shot` runs by default, in report order.
+#: Names of the methods :func:`scgtl.benchmark.few_shot` runs by default, in report order: GTL
+#: from the support alone and reading the study's other cells (``transductive=True``), the two
+#: ablations, and every peer a user would reach for.
 DEFAULT_METHODS: tuple[str, ...] = (
     "gtl",
+    "gtl_transductive",
     "finetune",
     "scratch",
     "logreg",
     "pca_logreg",
     "pca_knn",
+    "pca_label_spreading",
+    "pca_self_training",
+    "celltypist",
 )
 
 #: The methods that fine-tune the pre-trained model's network.
@@ -853,7 +873,7 @@ def resolve_methods(methods: Sequence[str | Method] | None, *, has_model: bool) 
     """
     builtins = builtin_methods()
     if methods is None:
-        defaults = [builtins[name] for name in DEFAULT_METHODS]
+        defaults = [builtins[name] for name in _runnable_defaults()]
         return [m for m in defaults if has_model or not m.needs_model]
     if isinstance(methods, str | Method):
         methods = [methods]
@@ -885,6 +905,17 @@ def resolve_methods(methods: Sequence[str | Method] | None, *, has_model: bool) 
     if dupes:
         raise ValueError(f"Method names must be unique; repeated: {dupes}.")
     return resolved
+
+
+def _runnable_defaults() -> list[str]:
+    """:data:`DEFAULT_METHODS` without ``celltypist`` where it cannot run, with a warning why."""
+    from scgtl.benchmark._celltypist import celltypist_problem
+
+    problem = celltypist_problem()
+    if problem is None:
+        return list(DEFAULT_METHODS)
+    warnings.warn(f"The benchmark runs without 'celltypist': {problem}", stacklevel=4)
+    return [name for name in DEFAULT_METHODS if name != "celltypist"]
 
 
 def probabilities(

@@ -163,7 +163,8 @@ def novelty(
     the other classes' ``k_shot`` cells and scores every other row (the query):
 
     ``gtl``
-        ``model.fine_tune`` with the package defaults, then ``predict(unknown="auto")``: the
+        ``model.fine_tune(transductive=False)`` (the benchmark's ``gtl``: the support alone),
+        then ``predict(unknown="auto")``: the
         novelty score ``obs["*_novelty"]`` and the threshold calibrated on the support.
     ``pca_logreg``
         Logistic regression on 50 principal components of all of the target's own genes (the

@@ -144,6 +144,8 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
         self.guide_settings_: dict | None = None
         # What adapt() did, on an adapted model; None otherwise.
         self.adaptation_: dict | None = None
+        # The last study adapted_to() adapted this model to, and the result: (key, model).
+        self._last_adapted: tuple | None = None
         self.scgtl_version_ = package_version()
         self._model_summary_string = (
             f"GTL: {len(self.gene_names)} genes ({self.units}), n_latent={n_latent}, "

@@ -81,7 +81,7 @@ def load(
     (``cache_dir``, ``$SCGTL_CACHE_DIR`` or ``~/.cache/scgtl``), then downloaded from its URL
     into the cache. Every file is checked against the registry's sha256 before it is read.
     The model has no corpus attached: ``fine_tune(..., transductive=True)`` adapts it on the
-    study's own cells.
+    study's own cells alone (100 steps, see :meth:`scgtl.GTL.adapted_to`).
 
     Parameters
     ----------

@@ -1,0 +1,194 @@
+"""The plain ``fine_tune`` call on a half-labelled study beside every peer (issue 25).
+
+A user's study is half-labelled: all of its cells are there, a few of them labelled. The plain
+call, ``model.fine_tune(study, labels_key=...)`` with no switches, now reads the study's other
+cells (``transductive`` by default); the benchmark's ``gtl_transductive`` is that call on each
+episode (support labelled, every other row unlabelled). It stands beside the inductive call
+(``gtl``: ``transductive=False``), CellTypist (the package, trained on the same supports),
+logistic regression, and the scanpy workflow's transductive baselines (PCA of all cells +
+logistic regression, kNN, label spreading, self-training), every baseline on the study's own
+genes, on the same seeded episodes.
+
+The model is the shipped model's recipe, leave-one-study-out: pre-trained without the study
+being scored (pbmc68k_reduced is in no corpus and is scored on the full recipe), and loaded as a
+user gets ``scgtl.models.load``'s model: without its corpus, so adaptation replays no corpus
+rows. The models come from ``benchmarks/shipped_model.py``'s cache (``--models``), built there
+on first use.
+
+    python benchmarks/plain_call.py --seed 1 --n-episodes 10 --out benchmarks/results/plain_call_s1
+    python benchmarks/plain_call.py --out benchmarks/results/plain_call
+
+Writes ``<out>/episodes.csv`` and ``<out>/summary.md``: mean ± sd per target, method and k,
+each GTL row's difference from the best peer, and the fit time per episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+from shipped_model import TARGETS, load_target, multi_models
+
+import scgtl
+from scgtl import benchmark, datasets
+
+DEVELOPER_TARGETS = ("mudan_ref", "kang_stim", "yan", "pbmc68k_reduced")
+GTL_ROWS = ("gtl_transductive", "gtl")
+PEERS = (
+    "celltypist",
+    "logreg",
+    "pca_logreg",
+    "pca_knn",
+    "pca_label_spreading",
+    "pca_self_training",
+)
+
+
+def adaptation_variants() -> dict:
+    """The plain call with a shorter adaptation (``--variants``), for choosing on seed 1.
+
+    The shipped model has no corpus, so adaptation replays none (``replay=0``); these adapt
+    for fewer steps than ``model.adapt``'s 1,000, once per target, then fine-tune as the plain
+    call does (the adapted model is recognised and kept).
+    """
+    return {
+        f"gtl_transductive_adapt{n}": benchmark.FineTuneMethod(
+            f"gtl_transductive_adapt{n}", adapt={"n_steps": n, "replay": 0.0}, transductive=True
+        )
+        for n in (100, 300)
+    }
+
+
+def model_for(target: str, folder: Path, cache: Path):
+    """The recipe's model without ``target``'s study, loaded without its corpus."""
+    left_out = TARGETS[target][0]
+    multi_models(left_out, folder, cache, variants=False, n_top_genes=None)  # built if missing
+    name = f"multi_without_{left_out}" if left_out else "multi_full"
+    return scgtl.GTL.load(cache / name)
+
+
+def run(args) -> pd.DataFrame:
+    folder = Path(args.data_dir)
+    rows = []
+    for target_name in args.targets:
+        study, labels_key, units = load_target(target_name, folder)
+        model = model_for(target_name, folder, args.models)
+        start = time.perf_counter()
+        res = benchmark.few_shot(
+            model,
+            study,
+            labels_key=labels_key,
+            units=units,
+            k_shots=args.k_shots,
+            n_episodes=args.n_episodes,
+            seed=args.seed,
+            methods=[
+                *args.methods,
+                *(adaptation_variants().values() if args.variants else ()),
+                *args.peers,
+            ],
+            n_threads=1,
+            progress=False,
+        )
+        rows.append(res.table.assign(target=target_name))
+        print(f"{target_name}: {time.perf_counter() - start:.0f} s", flush=True)
+    return pd.concat(rows, ignore_index=True)
+
+
+def summary(episodes: pd.DataFrame, gtl_rows) -> str:
+    """Per target and k: every method's mean ± sd, GTL − best peer, seconds per episode."""
+    grouped = episodes.groupby(["target", "k", "method"])
+    means = grouped["balanced_accuracy"].mean()
+    spread = grouped["balanced_accuracy"].std()
+    seconds = grouped["fit_seconds"].mean()
+    methods = [m for m in [*gtl_rows, *PEERS] if m in set(episodes["method"])]
+    lines = [
+        "| target | k | "
+        + " | ".join(methods)
+        + " | best peer | "
+        + " | ".join(f"{m} − best peer" for m in gtl_rows)
+        + " |",
+        "|---|---|" + "---|" * (len(methods) + 1 + len(gtl_rows)),
+    ]
+    for (target, k), _ in means.groupby(level=["target", "k"]):
+        row = means.loc[(target, k)]
+        peers = row.reindex([p for p in PEERS if p in row.index])
+        best = peers.idxmax()
+        cells = [f"{row[m]:.3f} ± {spread.loc[(target, k, m)]:.3f}" for m in methods]
+        diffs = [f"{100 * (row[m] - peers[best]):+.1f}" for m in gtl_rows]
+        lines.append(
+            f"| {target} | {k} | " + " | ".join(cells) + f" | {best} | " + " | ".join(diffs) + " |"
+        )
+    by_target = means.unstack("method").groupby(level="target").mean()
+    lines += [
+        "",
+        "Mean over k:",
+        "",
+        "| target | " + " | ".join(methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
+    for target, row in by_target.iterrows():
+        lines.append(f"| {target} | " + " | ".join(f"{row[m]:.3f}" for m in methods) + " |")
+    mean_all = by_target.mean()
+    lines.append("| mean | " + " | ".join(f"{mean_all[m]:.3f}" for m in methods) + " |")
+    time_row = seconds.groupby(level="method").mean()
+    lines += [
+        "",
+        "Fit seconds per episode (mean over targets and k; adaptation once per study "
+        "not included):",
+        "",
+        "| " + " | ".join(methods) + " |",
+        "|" + "---|" * len(methods),
+        "| " + " | ".join(f"{time_row[m]:.2f}" for m in methods) + " |",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def summary_gtl(episodes: pd.DataFrame) -> str:
+    """Mean balanced accuracy per target, method and k, without peers (``--peers`` empty)."""
+    means = episodes.groupby(["target", "method", "k"])["balanced_accuracy"].mean().unstack("k")
+    means["mean over k"] = means.mean(axis=1)
+    return means.round(3).to_markdown() + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--targets", nargs="+", default=list(DEVELOPER_TARGETS), choices=list(TARGETS)
+    )
+    parser.add_argument("--methods", nargs="+", default=list(GTL_ROWS))
+    parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--variants", action="store_true", help="shorter adaptations too")
+    parser.add_argument("--k-shots", nargs="+", type=int, default=[1, 3, 5])
+    parser.add_argument("--n-episodes", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--models",
+        type=Path,
+        default=Path("benchmarks/results/models_shipped"),
+        help="shipped_model.py's model cache",
+    )
+    parser.add_argument(
+        "--data-dir", default=str(datasets._download.data_dir() or "../shared/data")
+    )
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/plain_call"))
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    scgtl.settings.n_threads = args.threads
+    scgtl.settings.progress_bar = False
+    problem = benchmark.celltypist_problem()
+    if problem is not None:
+        parser.error(problem)
+    episodes = run(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    episodes.to_csv(args.out / "episodes.csv", index=False)
+    gtl_rows = [*args.methods, *(adaptation_variants() if args.variants else ())]
+    text = summary(episodes, gtl_rows) if args.peers else summary_gtl(episodes)
+    (args.out / "summary.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
