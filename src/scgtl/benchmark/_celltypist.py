@@ -111,6 +111,8 @@ class CellTypistMethod(Method):
 
     def __init__(self, name: str = "celltypist", *, description: str = "", **train_kwargs):
         self.name = name
+        # (target data, genes, its rows as CellTypist reads them): converted once per target.
+        self._converted: tuple[TargetData, str, np.ndarray] | None = None
         self.description = description or (
             "CellTypist 1.7 (the package): logistic regression on scaled genes, trained on "
             "the support"
@@ -122,25 +124,31 @@ class CellTypistMethod(Method):
         problem = celltypist_problem()
         if problem is not None:
             raise ImportError(problem)
-        _ = data.log_expression(data.genes_for(self))
+        self._rows(data, data.genes_for(self))
+
+    def _rows(self, data: TargetData, genes: str) -> np.ndarray:
+        """Every row of the target over ``genes`` as CellTypist reads them (:func:`log1p_cp10k`)."""
+        cached = self._converted
+        if cached is None or cached[0] is not data or cached[1] != genes:
+            rows = log1p_cp10k(data.log_expression(genes)).astype(np.float32)
+            self._converted = cached = (data, genes, rows)
+        return cached[2]
 
     def fit_predict_proba(self, task: FewShotTask, *, seed: int) -> pd.DataFrame:
         """Train CellTypist on the support rows; probabilities of the query rows."""
         genes = _gene_names(task)
+        rows = self._rows(task.data, task.genes)
         with _quiet_celltypist():
             import celltypist
 
             model = celltypist.train(
-                log1p_cp10k(task.X_support),
+                rows[task.support_indices],
                 labels=np.asarray(task.y_support, dtype=str),
                 genes=genes,
                 n_jobs=1,
                 **self.train_kwargs,
             )
-            query = AnnData(
-                X=log1p_cp10k(task.X_query).astype(np.float32),
-                var=pd.DataFrame(index=genes),
-            )
+            query = AnnData(X=rows[task.query_indices], var=pd.DataFrame(index=genes))
             result = celltypist.annotate(query, model=model, majority_voting=False)
         proba = result.probability_matrix
         proba = proba.div(proba.sum(axis=1).replace(0.0, 1.0), axis=0)

@@ -658,11 +658,7 @@ class FineTuneMethod(Method):
 
         True with ``adapt`` set, or with ``fine_tune``'s ``transductive=True``.
         """
-        return self.adapt is not None or self._fine_tune_reads_study
-
-    @property
-    def _fine_tune_reads_study(self) -> bool:
-        return bool(self.fine_tune_kwargs.get("transductive", False))
+        return self.adapt is not None or bool(self.fine_tune_kwargs.get("transductive", False))
 
     def __init__(
         self,
@@ -702,7 +698,7 @@ class FineTuneMethod(Method):
         """
         if self.adapt is not None:
             return data.adapted_model(**self.adapt)
-        if self._fine_tune_reads_study and not self.from_scratch:
+        if self.fine_tune_kwargs.get("transductive", False) and not self.from_scratch:
             return data.transductive_model
         return data.model
 

@@ -335,9 +335,7 @@ class TransferMixin:
             fitted on all of its rows, or 20,000 random ones of a larger study), as the
             benchmark's ``pca_logreg`` baseline, folded into a linear layer on the study's
             genes. Needs ``wide=True``. The classifier still predicts any query. Measured
-            against CellTypist and the transductive baselines in ``docs/benchmarks.md``: ahead
-            of the inductive default on average, but not yet the default, since its novelty
-            threshold and calibration are not yet measured to hold.
+            against CellTypist and the transductive baselines in ``docs/benchmarks.md``.
         %(param_fit_hooks)s
             The hooks also apply to the cross-validation's fits; ``callback`` sees only the
             final fit's steps.
