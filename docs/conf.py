@@ -48,7 +48,7 @@ templates_path = ["_templates"]
 exclude_patterns = ["_build", "**.ipynb_checkpoints", "tutorials/*.md", "Thumbs.db", ".DS_Store"]
 
 myst_enable_extensions = ["colon_fence", "deflist", "dollarmath"]
-# Links such as [x](benchmarks.md#do-no-harm-the-wide-path-issue-13) work on GitHub and here.
+# Links such as [x](research/wide_path.md#every-idea-of-the-issue-one-row-each) work on GitHub and here.
 myst_heading_anchors = 4
 nb_execution_mode = "off"  # the notebooks are executed in CI by the tests, and stored executed
 nb_merge_streams = True
