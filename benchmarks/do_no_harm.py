@@ -1,6 +1,6 @@
 """The inductive and transductive regimes on the five developer targets (issue 13).
 
-Pre-trains the two models of docs/benchmarks.md with the package defaults (the PBMC corpus
+Pre-trains the two models of docs/research/wide_path.md with the package defaults (the PBMC corpus
 mudan_pbmcA + kang_stim for mudan_ref, pbmc68k_reduced and yan; mudan_pbmcA alone for the Kang
 stimulated-vs-control task; the embedded default's own corpus for it) and runs
 scgtl.benchmark.few_shot on each target, k = 1, 3, 5, 20 episodes, seed 0, every baseline on the

@@ -1,11 +1,11 @@
-"""Few-shot benchmark on real data, the numbers of docs/benchmarks.md.
+"""Few-shot benchmark on real data, the numbers of docs/research/benchmarks.md.
 
 Pre-trains one scgtl.GTL on the PBMC corpus (mudan_pbmcA + kang_stim, raw UMI counts,
 concatenated on their shared genes; 2000 highly variable genes by scanpy's seurat_v3 on the
 corpus counts; self-supervised, scouts from K-means clusters; the model's default settings)
 and runs scgtl.benchmark.few_shot on each target. The baselines read the target's own genes
 (the library default); `--baseline-genes model` puts every method on the model's genes, as the
-tables of docs/benchmarks.md measured before that default changed.
+tables of docs/research/benchmarks.md measured before that default changed.
 
 Target adaptation (`GTL.adapt` on the target's unlabelled cells, then guided or plain
 fine-tuning) changes what the method sees, so it is benchmarked separately: a second run on the

@@ -11,7 +11,7 @@ scgtl.tl.gene_plasticity and asks what the plastic and rigid genes are:
   rank, and the cell-type markers scanpy's rank_genes_groups finds on mudan_ref (Wilcoxon, top
   20 per sorted population), against the other genes, also within bins of equal mean expression.
 
-Writes <out>/plasticity.csv and <out>/summary.md, and the figures of docs/plasticity.md to
+Writes <out>/plasticity.csv and <out>/summary.md, and the figures of docs/research/plasticity.md to
 <figures>/: guide.png, gene_plasticity.png, confusion_matrix.png (the model fine-tuned on
 mudan_ref, k = 5 per class, seed 0, predicting the rest of mudan_ref) and accuracy_vs_k.png
 (from --results, the results.csv of a saved benchmark; without one, a small benchmark on
@@ -263,7 +263,9 @@ def draw_figures(model, frame: pd.DataFrame, folder: Path, results: Path | None,
     scgtl.pl.guide(model, save=figures / "guide.png")
     scgtl.pl.gene_plasticity(frame, n_genes=20, save=figures / "gene_plasticity.png")
     target = datasets.mudan_ref(data_dir=folder, download=False)
-    clf = model.fine_tune(target, labels_key="cell_type", k_shot=5, seed=0, units="counts")
+    clf = model.fine_tune(
+        target, labels_key="cell_type", k_shot=5, seed=0, units="counts", transductive=False
+    )
     clf.predict(target)
     scgtl.pl.confusion_matrix(target, truth_key="cell_type", save=figures / "confusion_matrix.png")
     query = ~target.obs["scgtl_is_support"]

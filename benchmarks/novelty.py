@@ -1,6 +1,7 @@
-"""Novel-type detection and calibration on the developer targets (issue 15, docs/novelty.md).
+"""Novel-type detection and calibration on the developer targets (issue 15).
 
-Report (seed 0, the figures of docs/novelty.md):
+Report (seed 0, the figures of docs/research/novelty.md, "Results (seed 0)", and of
+docs/novelty.md, "Where it stands"):
 
     python benchmarks/novelty.py --models benchmarks/results/models --out benchmarks/results/novelty
 
@@ -10,7 +11,8 @@ benchmark (gtl and logreg, k = 1, 3, 5) on all five developer targets for the ex
 calibration error (ECE) of their confidence. Writes <out>/novelty.csv (every episode),
 <out>/novelty_summary.csv, <out>/ece.csv (every episode) and <out>/novelty.md.
 
-Choice (seed 1, what docs/novelty.md chose the score, the "auto" rule and the calibration on):
+Choice (seed 1, what the score, the "auto" rule and the calibration were chosen on:
+docs/research/novelty.md, "How the defaults were chosen"):
 
     python benchmarks/novelty.py --choose --seed 1 --rounds 1 --models benchmarks/results/models \\
         --out benchmarks/results/novelty_choice

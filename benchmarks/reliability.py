@@ -1,4 +1,6 @@
-"""Reliability diagrams of gtl and the baselines at k = 5 (issue 15, docs/novelty.md).
+"""Reliability diagrams of gtl and the baselines at k = 5 (issue 15).
+
+The figures of docs/research/novelty.md, "Reliability diagrams, measured":
 
     python benchmarks/reliability.py --models /work/explore/cache \\
         --out benchmarks/results/reliability

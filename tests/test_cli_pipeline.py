@@ -327,8 +327,8 @@ def test_model_directories_of_the_wrong_kind(gtl_dir, clf_dir, ref_file, tmp_pat
         (["--k-shot", 100], "k_shot=100 but these classes of obs['cell_type'] have fewer"),
         (["--support-key", "cell_type"], "--support-key 'cell_type' must be a boolean column"),
         (["--support-key", "nope"], "--support-key 'nope' is not a column of the study's obs"),
-        (["--corpus", "{ref}"], "--corpus is only read with --transductive"),
-        (["--transductive", "--corpus", "{ref}"], "does not fit the model in"),
+        (["--no-transductive", "--corpus", "{ref}"], "--corpus is not read with --no-transductive"),
+        (["--corpus", "{ref}"], "does not fit the model in"),
     ],
 )
 def test_fine_tune_reports_bad_settings(gtl_dir, ref_file, tmp_path, capsys, options, message):

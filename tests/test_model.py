@@ -148,12 +148,18 @@ def test_support_indices_need_labels_only_on_the_support(gtl_model, pbmc_target)
 def test_zero_guide_keeps_the_pretrained_encoder(gtl_model, pbmc_target):
     saved = gtl_model.guide_
     gtl_model.guide_ = {k: torch.zeros_like(v) for k, v in saved.items()}
+    kwargs = dict(labels_key="bulk_labels", k_shot=2, seed=0)
     try:
-        clf = gtl_model.fine_tune(pbmc_target, labels_key="bulk_labels", k_shot=2, seed=0)
+        inductive = gtl_model.fine_tune(pbmc_target, transductive=False, **kwargs)
+        plain = gtl_model.fine_tune(pbmc_target, **kwargs)  # reads the study: adapted first
+        adapted = gtl_model.adapted_to(pbmc_target)
     finally:
         gtl_model.guide_ = saved
     for name, p in gtl_model.module.encoder.state_dict().items():
-        assert torch.equal(clf.module.encoder.state_dict()[name], p)
+        assert torch.equal(inductive.module.encoder.state_dict()[name], p)
+    assert plain.fit_record_["adapted"]
+    for name, p in adapted.module.encoder.state_dict().items():
+        assert torch.equal(plain.module.encoder.state_dict()[name], p)
 
 
 # ---------------------------------------------------------------- prediction
@@ -212,8 +218,10 @@ def test_save_load_round_trip(gtl_model, pbmc_target, tmp_path):
     gtl_model.save(tmp_path / "gtl")
     clf.save(tmp_path / "clf")
     assert (tmp_path / "gtl" / "model.pt").is_file()
-    gtl2 = scgtl.GTL.load(tmp_path / "gtl")
+    # With its corpus, a loaded model adapts to the study as the original did (replaying it).
+    gtl2 = scgtl.GTL.load(tmp_path / "gtl", adata=gtl_model.adata)
     clf2 = scgtl.GTLClassifier.load(tmp_path / "clf")
+    assert clf2.fit_record_["adaptation"] == clf.fit_record_["adaptation"]
     np.testing.assert_array_equal(
         gtl2.get_latent_representation(pbmc_target),
         gtl_model.get_latent_representation(pbmc_target),

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 import torch
 from scipy.special import softmax
+from sklearn.metrics import roc_auc_score
 
 import scgtl
 from scgtl import benchmark
@@ -41,12 +42,16 @@ def _left_out(_shared_gtl, pbmc_task):
     The CD8 T cells are left out: the small test model (20 epochs on six other cell types)
     ranks them as novel (AUROC 0.89) and ``"auto"`` calls 25 of the 54 unknown, against 23 of
     the 276 known cells. Its B cells rank as well (0.90), but the threshold, the largest of the
-    15 support cells' held-out novelty, then lies above all of them.
+    15 support cells' held-out novelty, then lies above all of them. Inductive, so that the
+    reference space is the pre-trained model's; the plain call on the shipped model is tested
+    below.
     """
     left = "CD8+ Cytotoxic T"
     target = pbmc_task[1].copy()
     support = _left_out_support(target, left)
-    clf = _shared_gtl.fine_tune(target, labels_key=LABELS, support_indices=support, seed=0)
+    clf = _shared_gtl.fine_tune(
+        target, labels_key=LABELS, support_indices=support, seed=0, transductive=False
+    )
     return clf, left
 
 
@@ -109,7 +114,7 @@ def test_expected_calibration_error_on_known_cases():
 
 # ------------------------------------------------------------------------------------ predict
 def test_novelty_is_written_finite_and_nothing_unknown_by_default(gtl_model, pbmc_target):
-    clf = gtl_model.fine_tune(pbmc_target, labels_key=LABELS, k_shot=5, seed=0)
+    clf = gtl_model.fine_tune(pbmc_target, labels_key=LABELS, k_shot=5, seed=0, transductive=False)
     labels = clf.predict(pbmc_target)
     novelty = pbmc_target.obs["scgtl_novelty"]
     assert novelty.dtype == np.float32 and np.isfinite(novelty).all() and (novelty >= 0).all()
@@ -176,12 +181,16 @@ def test_a_number_threshold_labels_cells_above_it(left_out):
 def test_unknown_threshold_is_deterministic_per_seed(gtl_model, pbmc_target, left_out):
     clf, _, left = left_out
     support = _left_out_support(pbmc_target, left)
-    again = gtl_model.fine_tune(pbmc_target, labels_key=LABELS, support_indices=support, seed=0)
+    again = gtl_model.fine_tune(
+        pbmc_target, labels_key=LABELS, support_indices=support, seed=0, transductive=False
+    )
     assert again.novelty_threshold("auto") == clf.novelty_threshold("auto")
     np.testing.assert_array_equal(
         again.fit_record_["support_novelty"], clf.fit_record_["support_novelty"]
     )
-    other = gtl_model.fine_tune(pbmc_target, labels_key=LABELS, support_indices=support, seed=1)
+    other = gtl_model.fine_tune(
+        pbmc_target, labels_key=LABELS, support_indices=support, seed=1, transductive=False
+    )
     assert other.novelty_threshold("auto") != clf.novelty_threshold("auto")
 
 
@@ -218,19 +227,70 @@ def test_calibration_keeps_the_argmax(left_out):
     np.testing.assert_array_equal(calibrated.argmax(1), raw.argmax(1))
 
 
+def _query_ece(clf, target, labels) -> tuple[float, float]:
+    """ECE of the query's confidence with and without the classifier's temperature."""
+    query = ~target.obs_names.isin(clf.fit_record_["support_obs_names"])
+    proba = clf.predict_proba(target).to_numpy()[query]
+    raw = softmax(np.log(proba) * clf.temperature, axis=1)
+    correct = np.asarray(clf.classes_)[proba.argmax(1)] == labels[query]
+    return (
+        expected_calibration_error(proba.max(1), correct),
+        expected_calibration_error(raw.max(1), correct),
+    )
+
+
 def test_temperature_does_not_worsen_calibration_on_real_data(gtl_model, pbmc_target):
     """ECE on the query with and without the fitted temperature, three seeds pooled."""
     labels = pbmc_target.obs[LABELS].astype(str).to_numpy()
-    with_t, without_t = [], []
-    for seed in range(3):
-        clf = gtl_model.fine_tune(pbmc_target, labels_key=LABELS, k_shot=5, seed=seed)
-        query = ~pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])
-        proba = clf.predict_proba(pbmc_target).to_numpy()[query]
-        raw = softmax(np.log(proba) * clf.temperature, axis=1)
-        correct = np.asarray(clf.classes_)[proba.argmax(1)] == labels[query]
-        with_t.append(expected_calibration_error(proba.max(1), correct))
-        without_t.append(expected_calibration_error(raw.max(1), correct))
+    fits = [
+        gtl_model.fine_tune(pbmc_target, labels_key=LABELS, k_shot=5, seed=s, transductive=False)
+        for s in range(3)
+    ]
+    with_t, without_t = zip(*(_query_ece(clf, pbmc_target, labels) for clf in fits), strict=True)
     assert np.mean(with_t) <= np.mean(without_t)
+
+
+@pytest.fixture(scope="module")
+def shipped_plain_call():
+    """The shipped model and the embedded study: what the plain, transductive call starts from."""
+    model = scgtl.models.load(scgtl.models.DEFAULT_MODEL)
+    study = scgtl.datasets.pbmc68k_reduced()
+    return model, study, study.obs[LABELS].astype(str).to_numpy()
+
+
+@pytest.mark.filterwarnings("ignore:Aligned query genes")
+def test_plain_call_on_the_shipped_model_calls_a_left_out_type_unknown(shipped_plain_call):
+    """A distinct type left out (CD34+): measured AUROC 1.00, all of it called unknown."""
+    model, study, labels = shipped_plain_call
+    left = "CD34+"
+    support = _left_out_support(study, left)
+    clf = model.fine_tune(study, labels_key=LABELS, support_indices=support, seed=0)
+    assert clf.fit_record_["transductive"] and clf.fit_record_["adaptation"]["replay"] == 0.0
+    target = study.copy()
+    called = (clf.predict(target, unknown="auto") == UNKNOWN_LABEL).to_numpy()
+    # The reference space of the plain call is the model adapted to the study.
+    np.testing.assert_allclose(
+        clf.get_latent_representation(target, reference=True),
+        model.adapted_to(study).get_latent_representation(target),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    query = ~target.obs["scgtl_is_support"].to_numpy()
+    novel = labels == left
+    auroc = roc_auc_score(novel[query], target.obs["scgtl_novelty"].to_numpy()[query])
+    assert auroc > 0.95
+    assert called[novel & query].mean() > 0.5
+    assert called[~novel & query].mean() < 0.05
+
+
+@pytest.mark.filterwarnings("ignore:Aligned query genes")
+def test_plain_call_temperature_improves_calibration(shipped_plain_call):
+    """Measured ECE 0.061 with the temperature, 0.126 without (three seeds, k = 5)."""
+    model, study, labels = shipped_plain_call
+    fits = [model.fine_tune(study, labels_key=LABELS, k_shot=5, seed=s) for s in range(3)]
+    assert all(clf.fit_record_["transductive"] for clf in fits)
+    with_t, without_t = zip(*(_query_ece(clf, study, labels) for clf in fits), strict=True)
+    assert np.mean(with_t) < np.mean(without_t)
 
 
 def test_save_and_load_keep_calibration_and_novelty(left_out, tmp_path):
@@ -266,9 +326,10 @@ def test_novelty_protocol_returns_the_documented_columns(gtl_model, pbmc_target)
         gtl_model, pbmc_target, labels_key=LABELS, k_shot=3, n_episodes=2, seed=0, progress=False
     )
     assert list(table.columns) == list(benchmark.NOVELTY_COLUMNS)
-    assert list(table["method"]) == ["gtl", "pca_logreg"] * 2
+    methods = ["gtl", "gtl_transductive", "pca_logreg"]
+    assert list(table["method"]) == methods * 2
     classes = sorted(pbmc_target.obs[LABELS].astype(str).unique())
-    assert list(table["left_out"]) == [classes[0]] * 2 + [classes[1]] * 2
+    assert list(table["left_out"]) == [classes[0]] * 3 + [classes[1]] * 3
     assert (table["n_known_classes"] == len(classes) - 1).all()
     assert (table["n_support"] == 3 * (len(classes) - 1)).all()
     for column in ("auroc", "balanced_accuracy", "balanced_accuracy_unknown", "ece"):
@@ -276,7 +337,7 @@ def test_novelty_protocol_returns_the_documented_columns(gtl_model, pbmc_target)
     # Calling cells unknown can only lose known cells.
     assert (table["balanced_accuracy_unknown"] <= table["balanced_accuracy"] + 1e-12).all()
     summary = benchmark.summarize_novelty(table)
-    assert list(summary["method"]) == ["gtl", "pca_logreg"]
+    assert list(summary["method"]) == methods
     assert (summary["n_left_out_classes"] == 2).all()
 
 

@@ -45,14 +45,21 @@ def test_prediction_colours_reuse_the_labels_colours(clf, pbmc_target):
     colour_of = dict(zip(categories, COLORS, strict=True))
     assert list(pbmc_target.uns["scgtl_prediction_colors"]) == [colour_of[c] for c in clf.classes_]
 
-    # Categories in another order than the classes: each class keeps its own colour.
+    # Categories in another order than the classes: the prediction lists the classes in the
+    # study's order, as the truth's legend does, and each class keeps its own colour.
     shuffled = pbmc_target.copy()
     shuffled.obs["bulk_labels"] = shuffled.obs["bulk_labels"].cat.reorder_categories(
         categories[::-1]
     )
     shuffled.uns["bulk_labels_colors"] = COLORS[::-1]
-    clf.predict(shuffled, key_added="again")
-    assert list(shuffled.uns["again_prediction_colors"]) == [colour_of[c] for c in clf.classes_]
+    labels = clf.predict(shuffled, key_added="again")
+    order = list(shuffled.obs["again_prediction"].cat.categories)
+    assert order == list(labels.cat.categories) == categories[::-1]
+    assert list(shuffled.uns["again_prediction_colors"]) == [colour_of[c] for c in order]
+    same = pbmc_target.obs["scgtl_prediction"].astype(str).to_numpy()
+    np.testing.assert_array_equal(labels.astype(str).to_numpy(), same)
+    with_unknown = clf.predict(shuffled, unknown=0.0, inplace=False)
+    assert list(with_unknown.cat.categories) == [*categories[::-1], "unknown"]
 
 
 def test_prediction_colours_left_out_when_a_class_has_none(clf, pbmc_target):

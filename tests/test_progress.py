@@ -54,6 +54,21 @@ def test_one_switch_silences_every_bar(pbmc_corpus, pbmc_target, fast_guide, cap
         assert text not in out and text not in err
 
 
+def test_train_prints_no_lightning_banner_or_tip(pbmc_corpus, fast_guide, capfd):
+    """A notebook user sees no "GPU available" lines and no advertisement; warnings still show."""
+    lightning = logging.getLogger("lightning.pytorch")
+    level = lightning.level
+    lightning.setLevel(logging.INFO)  # as in a fresh kernel (the CLI tests raise it for good)
+    try:
+        _train(pbmc_corpus, fast_guide, enable_progress_bar=False)
+        printed = "".join(capfd.readouterr())
+        assert lightning.level == logging.INFO  # the caller's logging settings are restored
+    finally:
+        lightning.setLevel(level)
+    for banner in ("GPU available", "TPU available", "Tip:", "litlogger", "`Trainer.fit` stopped"):
+        assert banner not in printed, banner
+
+
 def test_progress_setting_rejects_non_booleans():
     with pytest.raises(ValueError, match="progress_bar='no'"):
         scgtl.settings.progress_bar = "no"

@@ -4,6 +4,7 @@ pooled with the guided network, its weight chosen on the support (issue 13, part
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -107,7 +108,8 @@ def test_wide_path_learns_a_signal_the_corpus_never_had(gtl_model, pbmc_target):
 
 
 def test_wide_weight_ends(gtl_model, pbmc_target):
-    kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=1, units="log1p")
+    # Inductive: the wide path on the study's genes (the default would read its PCA).
+    kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=1, units="log1p", transductive=False)
     network = gtl_model.fine_tune(pbmc_target, wide=False, **kwargs)
     assert not network.module.has_wide_path
     assert network.fit_record_["wide_weight_source"] == "none"
@@ -203,6 +205,10 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     clf = gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs)
     snapshot.assert_unchanged(pbmc_target)
     assert clf.fit_record_["transductive"] is True and clf.fit_record_["adapted"] is True
+    assert clf.fit_record_["adaptation"] == {"n_steps": 1000, "replay": 0.5, "seed": 0}
+    # The plain call is the same: the study has rows besides the support.
+    plain = gtl_model.fine_tune(pbmc_target, **kwargs)
+    pd.testing.assert_frame_equal(plain.predict_proba(pbmc_target), clf.predict_proba(pbmc_target))
     support_size = len(clf.fit_record_["support_obs_names"])
     assert clf.fit_record_["n_unlabelled"] == pbmc_target.n_obs - support_size
     # Fine-tuning again on the same study reuses the adaptation instead of adapting again.
@@ -221,10 +227,14 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     first = "hidden.fc_layers.Layer 0.0.weight"
     pretrained = dict(gtl_model.module.encoder.named_parameters())[first]
     assert not torch.equal(pretrained, dict(adapted.module.encoder.named_parameters())[first])
-    inductive = gtl_model.fine_tune(pbmc_target, **kwargs)
+    inductive = gtl_model.fine_tune(pbmc_target, transductive=False, **kwargs)
     assert inductive.fit_record_["transductive"] is False
-    assert inductive.fit_record_["adapted"] is False
+    assert inductive.fit_record_["adapted"] is False and inductive.fit_record_["adaptation"] is None
     assert inductive.fit_record_["n_unlabelled"] == 0
+    # A study labelled everywhere has nothing else to read: the plain call is inductive.
+    labelled = pbmc_target[pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])]
+    alone = gtl_model.fine_tune(labelled, labels_key="bulk_labels", units="log1p")
+    assert alone.fit_record_["transductive"] is False and alone.fit_record_["n_unlabelled"] == 0
     with pytest.raises(ValueError, match="needs wide=True"):
         gtl_model.fine_tune(pbmc_target, transductive=True, wide=False, **kwargs)
 
@@ -248,7 +258,8 @@ def test_transductive_without_corpus_adapts_on_the_study_alone(
     assert bare.adata is None
     calls = []
     monkeypatch.setattr(bare, "adapt", lambda adata, **kwargs: calls.append(kwargs) or bare)
-    with pytest.warns(UserWarning, match="replay=0"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the measured default for such a model: no warning
         bare.adapted_to(pbmc_target, units="log1p")
     # Without corpus rows to replay, a short adaptation (longer forgets the corpus).
     assert calls == [{"layer": None, "units": "log1p", "n_steps": 100, "replay": 0.0, "seed": 0}]

@@ -18,7 +18,8 @@ MIN_GENE_OVERLAP = 10
 #: Below this fraction of the model's genes found in a query, the query is refused: nearly all
 #: of the model's input would be zero-filled. 5 %: the lowest overlap among the project's own
 #: uses is 732 of 8,919 genes (8.2 %, ``pbmc68k_reduced`` against the all-genes model of
-#: ``docs/benchmarks.md``; 269 of 2,000 = 13 % with the default 2,000 genes), which must still work.
+#: ``docs/research/recipe.md``, "Ablation"; 269 of 2,000 = 13 % with the default 2,000 genes),
+#: which must still work.
 MIN_GENE_FRACTION = 0.05
 
 #: Below this fraction of the model's genes found, the alignment warning also says that more

@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
     F = TypeVar("F", bound=Callable)
 
-#: Threads scgtl's own work uses unless told otherwise (see ``docs/benchmarks.md``, "Threads").
+#: Threads scgtl's own work uses unless told otherwise (see ``docs/research/speed.md``,
+#: "Threads").
 DEFAULT_N_THREADS = 1
 
 

@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
+import argparse
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,8 +27,6 @@ from scgtl._cli._common import (
 )
 
 if TYPE_CHECKING:
-    import argparse
-
     import numpy as np
     import pandas as pd
 
@@ -84,16 +82,19 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument(
         "--transductive",
-        action="store_true",
-        help="also learn from the study's unlabelled cells (never their labels): adapt the model "
-        "to the study, and fit the wide path on the study's principal components",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also learn from the study's cells outside the support (never their labels): "
+        "adapt the model to the study, and fit the wide path on the study's principal "
+        "components; the default whenever the study has such cells (--no-transductive: the "
+        "support alone)",
     )
     p.add_argument(
         "--corpus",
         type=Path,
         metavar="FILE",
-        help="with --transductive: the pre-training corpus, whose rows adaptation replays "
-        "(without it the model adapts on the study's rows only, with a warning)",
+        help="the pre-training corpus, whose rows the adaptation to the study replays "
+        "(without it the model adapts on the study's rows only)",
     )
     p.add_argument(
         "--target-layer", metavar="LAYER", help="layer of the study with the values (default X)"
@@ -112,8 +113,8 @@ def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
     check_model_dir(parser, args.model, kind="GTL", names=True)
     check_input_file(parser, "--target", args.target)
     check_input_file(parser, "--corpus", args.corpus)
-    if args.corpus is not None and not args.transductive:
-        parser.error("--corpus is only read with --transductive")
+    if args.corpus is not None and args.transductive is False:
+        parser.error("--corpus is not read with --no-transductive")
     check_new_output(parser, "--out", args.out, overwrite=args.overwrite)
 
 
@@ -161,15 +162,6 @@ def _fine_tune(args: argparse.Namespace) -> int:
         report(
             f"read {args.target}: {counted(target.n_obs, 'row')} x {counted(target.n_vars, 'gene')}"
         )
-        if args.transductive and corpus is None:
-            # The library's warning names its Python argument; say it with this command's.
-            warnings.filterwarnings("ignore", message="The model has no corpus attached")
-            warnings.warn(
-                "without --corpus, --transductive adapts the model on the study's rows only; "
-                "give the pre-training corpus to replay its rows too",
-                UserWarning,
-                stacklevel=1,
-            )
         support = None
         if args.support_key is not None:
             support = support_positions(target.obs, args.support_key)

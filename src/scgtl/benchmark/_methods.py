@@ -640,7 +640,9 @@ class FineTuneMethod(Method):
     description
         One line for reports.
     **fine_tune_kwargs
-        Further keyword arguments of ``model.fine_tune``.
+        Further keyword arguments of ``model.fine_tune``. ``transductive`` is ``False`` unless
+        given (``model.fine_tune``'s own default reads the study's other rows): a method's
+        regime is fixed, so that the benchmark reports it beside baselines of the same regime.
 
     Examples
     --------
@@ -735,6 +737,7 @@ class FineTuneMethod(Method):
         return {
             "use_guide": self.use_guide,
             "from_scratch": self.from_scratch,
+            "transductive": False,
             **self.fine_tune_kwargs,
         }
 

@@ -11,6 +11,7 @@ scored the same way with ``1 - max probability`` as its novelty.
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from typing import TYPE_CHECKING
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
 #: The methods :func:`novelty` scores.
-NOVELTY_METHODS: tuple[str, ...] = ("gtl", "pca_logreg")
+NOVELTY_METHODS: tuple[str, ...] = ("gtl", "gtl_transductive", "pca_logreg")
 
 #: Label of the cells called novel, as :meth:`scgtl.GTLClassifier.predict` writes it.
 UNKNOWN = "unknown"
@@ -97,9 +98,15 @@ def _scores(
     }
 
 
-def _gtl(task: FewShotTask, *, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """GTL's prediction, confidence and novelty of the query rows, and its "auto" threshold."""
-    classifier = builtin_methods()["gtl"].fit(task, seed=seed)
+def _gtl(
+    task: FewShotTask, *, seed: int, method: str = "gtl"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """GTL's prediction, confidence and novelty of the query rows, and its "auto" threshold.
+
+    ``method`` is the benchmark's ``"gtl"`` (the support alone) or ``"gtl_transductive"``
+    (``fine_tune``'s default: the study's other rows read too).
+    """
+    classifier = builtin_methods()[method].fit(task, seed=seed)
     study = task.data.unlabelled()
     # "auto" calibrates on held-out support cells: none at k = 1.
     unknown = "auto" if task.episode.k >= 2 else np.inf
@@ -166,6 +173,9 @@ def novelty(
         ``model.fine_tune(transductive=False)`` (the benchmark's ``gtl``: the support alone),
         then ``predict(unknown="auto")``: the
         novelty score ``obs["*_novelty"]`` and the threshold calibrated on the support.
+    ``gtl_transductive``
+        The same with ``fine_tune``'s default, which also reads the study's other rows (the
+        benchmark's ``gtl_transductive``; the model is adapted to the target once).
     ``pca_logreg``
         Logistic regression on 50 principal components of all of the target's own genes (the
         benchmark's baseline; the PCA is fit on every row, so it is transductive), novelty
@@ -237,7 +247,11 @@ def novelty(
     episodes = make_episodes(
         labels, k_shots=k_shot, n_episodes=n_episodes, seed=seed, labels_key=labels_key
     )
-    fits = {"gtl": (_gtl, "model"), "pca_logreg": (_pca_logreg, "target")}
+    fits = {
+        "gtl": (_gtl, "model"),
+        "gtl_transductive": (functools.partial(_gtl, method="gtl_transductive"), "model"),
+        "pca_logreg": (_pca_logreg, "target"),
+    }
     rows = []
     with (
         global_settings.threads(n_threads),

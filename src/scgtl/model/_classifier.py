@@ -102,9 +102,13 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         ``"wide_weight_source"``
             ``"cross-validation"`` (chosen on the support), ``"one-shot default"`` (a class
             with a single sample), ``"given"`` or ``"none"``.
-        ``"transductive"``
-            Whether the wide path was fitted on the study's principal components
-            (``fine_tune(transductive=True)``).
+        ``"transductive"``, ``"n_unlabelled"``
+            Whether fine-tuning also read the study's rows outside the support (its wide path
+            on the study's principal components, see ``fine_tune``'s ``transductive``), and
+            how many such rows it read (``0`` when inductive).
+        ``"adapted"``, ``"adaptation"``
+            Whether the network started from a model adapted to the study, and that
+            adaptation's ``"n_steps"``, ``"replay"`` and ``"seed"`` (``None`` when not adapted).
         ``"wide_weight_grid"``, ``"wide_cv_log_loss"``
             With cross-validation: the weights tried and the out-of-fold log-loss at each.
         ``"temperature"``, ``"temperature_source"``
@@ -464,13 +468,15 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
 
         Returns
         -------
-        Predicted labels (categorical Series indexed by ``obs_names``, categories
-        :attr:`classes_`, then ``"unknown"`` when ``unknown`` is given). With ``inplace=True``
-        these keys are written, and nothing else in ``adata`` changes:
+        Predicted labels (categorical Series indexed by ``obs_names``; categories
+        :attr:`classes_`, in the order of ``adata.obs[labels_key]``'s categories where the
+        query has that categorical column, so that legends of truth and prediction agree; then
+        ``"unknown"`` when ``unknown`` is given). With ``inplace=True`` these keys are written,
+        and nothing else in ``adata`` changes:
 
         ``adata.obs[f"{key_added}_prediction"]``
-            Predicted class (categorical, categories :attr:`classes_`, plus ``"unknown"``
-            when ``unknown`` is given, whether or not a cell gets it).
+            Predicted class (categorical, categories as above, ``"unknown"`` included when
+            ``unknown`` is given, whether or not a cell gets it).
         ``adata.obs[f"{key_added}_confidence"]``
             Calibrated probability of the most probable class (also for cells labelled
             ``"unknown"``). It does not account for genes of the model that the query lacks
@@ -530,18 +536,19 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         )
         novelty = self.novelty(latent, reference_latent)
         codes = proba.argmax(1)
-        categories = list(self.classes_)
+        values = np.asarray(self.classes_, dtype=object)[codes]
+        order = self._display_order(adata)
         if threshold is not None:
-            categories.append(UNKNOWN_LABEL)
-            codes = np.where(novelty > threshold, len(self.classes_), codes)
+            values = np.where(novelty > threshold, UNKNOWN_LABEL, values)
+            order.append(UNKNOWN_LABEL)
         predicted = pd.Series(
-            pd.Categorical.from_codes(codes, categories=categories),
+            pd.Categorical(values, categories=order),
             index=adata.obs_names.copy(),
             name=f"{key_added}_prediction",
         )
         if inplace:
             alignment = align_genes(adata.var_names, self.gene_names, warn=False)
-            colors = self._class_colors(adata)
+            colors = self._class_colors(adata, order[: len(self.classes_)])
             if colors is not None and threshold is not None:
                 colors.append(UNKNOWN_COLOR)
             adata.obs[f"{key_added}_prediction"] = predicted.array
@@ -569,11 +576,25 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
                 adata.uns[key_added]["n_genes_wide_found"] = wide.n_overlap
             if threshold is not None:
                 adata.uns[key_added]["unknown_threshold"] = float(threshold)
-                adata.uns[key_added]["n_unknown"] = int((codes == len(self.classes_)).sum())
+                adata.uns[key_added]["n_unknown"] = int((values == UNKNOWN_LABEL).sum())
         return predicted
 
-    def _class_colors(self, adata: AnnData) -> list[str] | None:
-        """Each class's colour in ``adata.uns[f"{labels_key}_colors"]``, or ``None``.
+    def _display_order(self, adata: AnnData) -> list[str]:
+        """The classes in the order of the query's own label categories, where it has them.
+
+        So that a legend of the prediction lists the classes as the truth's legend does; the
+        classes the query's categories lack, or every class without them, follow in
+        :attr:`classes_` order.
+        """
+        labels = adata.obs.get(self.labels_key)
+        if labels is None or not isinstance(labels.dtype, pd.CategoricalDtype):
+            return list(self.classes_)
+        known = set(self.classes_)
+        first = [c for c in labels.cat.categories.astype(str) if c in known]
+        return first + [c for c in self.classes_ if c not in set(first)]
+
+    def _class_colors(self, adata: AnnData, order: list[str]) -> list[str] | None:
+        """Each class's colour in ``adata.uns[f"{labels_key}_colors"]`` (``order``), or ``None``.
 
         ``None`` unless the query's labels column has a colour for each of its categories (as
         scanpy stores them, in category order) and every class is one of those categories.
@@ -594,4 +615,4 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         by_category = dict(zip(categories.astype(str), colors, strict=False))
         if not set(self.classes_) <= set(by_category):
             return None
-        return [by_category[c] for c in self.classes_]
+        return [by_category[c] for c in order]

@@ -16,7 +16,7 @@ from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 from scvi.model.base import BaseModelClass, UnsupervisedTrainingMixin
 
 from scgtl._docs import doc
-from scgtl._progress import progress_enabled
+from scgtl._progress import progress_enabled, quiet_lightning
 from scgtl._settings import uses_threads
 from scgtl._version import package_version
 from scgtl.data import (
@@ -406,7 +406,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             Adam learning rate and weight decay of pre-training. Adam's ``eps`` is PyTorch's
             ``1e-8`` rather than scvi-tools' ``0.01``: with the small gradients of this
             reconstruction loss, ``0.01`` left the encoder barely trained (see
-            ``docs/benchmarks.md``).
+            ``docs/research/recipe.md``, "Ablation").
         plan_kwargs
             Passed to :class:`scvi.train.TrainingPlan` (takes precedence over ``lr``,
             ``weight_decay`` and the ``eps`` above).
@@ -471,7 +471,7 @@ class GTL(GuideMixin, TransferMixin, ScgtlModelMixin, UnsupervisedTrainingMixin,
             start, batch_size=batch_size, train_size=train_size, trainer_kwargs=trainer_kwargs
         )
         with display:
-            with self._unchanged_on_failure():
+            with self._unchanged_on_failure(), quiet_lightning():
                 super().train(
                     max_epochs=max_epochs,
                     accelerator=accelerator,

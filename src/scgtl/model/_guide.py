@@ -88,8 +88,8 @@ class GuideMixin:
         normalization
             ``"global"``: one min-max over all encoder weights, so a layer that scouts barely
             move stays nearly fixed (the default: it measured better on the benchmark targets,
-            see ``docs/benchmarks.md``); ``"per_tensor"``: each tensor scaled to ``[0, 1]`` on
-            its own, as published.
+            see ``docs/research/recipe.md``, "Ablation"); ``"per_tensor"``: each tensor scaled
+            to ``[0, 1]`` on its own, as published.
         temperature, top_p, slope, intercept, scale
             Guide reshaping, see :func:`scgtl.guide.apply_temperature`.
         max_cells

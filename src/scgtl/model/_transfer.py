@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,8 +53,8 @@ if TYPE_CHECKING:
 ADAPT_STEPS = 1000
 #: Steps of :meth:`GTL.adapted_to` for a model without its corpus (no rows to replay, as
 #: :func:`scgtl.models.load` gives it): longer adaptation on the study alone forgets the corpus.
-#: Chosen on seed-1 episodes of the developer targets (docs/benchmarks.md, issue 25): 100 steps
-#: scored 0.8 points above 1,000 on average, and 0.5 above 300.
+#: Chosen on seed-1 episodes of the developer targets (docs/research/benchmarks.md, issue 25):
+#: 100 steps scored 0.8 points above 1,000 on average, and 0.5 above 300.
 ADAPT_STEPS_WITHOUT_REPLAY = 100
 #: Fraction of corpus rows in each adaptation batch (:meth:`GTL.adapt`'s default ``replay``).
 ADAPT_REPLAY = 0.5
@@ -180,8 +179,7 @@ class TransferMixin:
         its weights and guide are unchanged, it returns the same adapted model without adapting
         again. A model without its corpus attached (loaded without ``adata=``, as
         :func:`scgtl.models.load` gives it) adapts on the study alone (``replay=0``) for
-        :data:`ADAPT_STEPS_WITHOUT_REPLAY` steps (100: longer forgets the corpus), with a
-        warning.
+        :data:`ADAPT_STEPS_WITHOUT_REPLAY` steps (100: longer forgets the corpus).
 
         Parameters
         ----------
@@ -206,12 +204,6 @@ class TransferMixin:
             return last[1]
         replay, n_steps = ADAPT_REPLAY, ADAPT_STEPS
         if self.adata is None:
-            warnings.warn(
-                "The model has no corpus attached (load it with adata=corpus to replay corpus "
-                "rows): adapting to the study on its own rows only (replay=0).",
-                UserWarning,
-                stacklevel=3,
-            )
             replay, n_steps = 0.0, ADAPT_STEPS_WITHOUT_REPLAY
         adapted = self.adapt(
             adata,
@@ -272,7 +264,7 @@ class TransferMixin:
         head_init: HeadInit = "prototypes",
         wide: bool = True,
         wide_weight: float | None = None,
-        transductive: bool = False,
+        transductive: bool | None = None,
         input_transform: InputTransform | None = None,
         extra_loss: ExtraLoss | None = None,
         callback: StepCallback | None = None,
@@ -288,7 +280,7 @@ class TransferMixin:
         ``w`` chosen on the support itself: the weight whose out-of-fold predictions have the
         least log-loss in a cross-validation over the support (up to 5 stratified folds, each
         fold re-fitting both paths), or ``0.75`` when a class has a single sample. Measured on
-        the developer targets in ``docs/benchmarks.md``.
+        the developer targets in ``docs/research/wide_path.md``.
 
         Parameters
         ----------
@@ -334,8 +326,11 @@ class TransferMixin:
             wide path is logistic regression on the principal components of the study (50,
             fitted on all of its rows, or 20,000 random ones of a larger study), as the
             benchmark's ``pca_logreg`` baseline, folded into a linear layer on the study's
-            genes. Needs ``wide=True``. The classifier still predicts any query. Measured
-            against CellTypist and the transductive baselines in ``docs/benchmarks.md``.
+            genes. ``None`` (the default): whenever the study has rows besides the support
+            and ``wide=True``; ``False``: the support alone (inductive); ``True`` needs
+            ``wide=True``. The classifier still predicts any query. Measured against the
+            inductive call, CellTypist and the transductive baselines in
+            ``docs/benchmarks.md``.
         %(param_fit_hooks)s
             The hooks also apply to the cross-validation's fits; ``callback`` sees only the
             final fit's steps.
@@ -346,13 +341,13 @@ class TransferMixin:
         ``obs_names`` (``"support_obs_names"``), the loss at every step, the wide path's weight
         and how it was chosen, whether it learnt from the study's other rows
         (``"transductive"``; ``"n_unlabelled"``: how many rows besides the support it read),
-        whether the network
-        started from an adapted model (``"adapted"``), the calibration and novelty reference that
-        :meth:`~scgtl.GTLClassifier.predict` uses (``"temperature"``, ``"prototypes"``,
-        ``"novelty_spread"``, ``"reference_prototypes"``, ``"reference_novelty_spread"``,
-        ``"support_novelty"``; see :class:`~scgtl.GTLClassifier`), and these settings. Unless
-        fine-tuned from scratch, the classifier keeps a frozen copy of the encoder it started
-        from, for the novelty score.
+        whether the network started from an adapted model (``"adapted"``; ``"adaptation"``:
+        its ``n_steps``, ``replay`` and ``seed``, or ``None``), the calibration and novelty
+        reference that :meth:`~scgtl.GTLClassifier.predict` uses (``"temperature"``,
+        ``"prototypes"``, ``"novelty_spread"``, ``"reference_prototypes"``,
+        ``"reference_novelty_spread"``, ``"support_novelty"``; see
+        :class:`~scgtl.GTLClassifier`), and these settings. Unless fine-tuned from scratch, the
+        classifier keeps a frozen copy of the encoder it started from, for the novelty score.
 
         Raises
         ------
@@ -366,9 +361,10 @@ class TransferMixin:
         check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
         check_head_init(head_init)
         check_wide_weight(wide_weight)
-        for name, value in (("wide", wide), ("transductive", transductive)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name}={value!r} must be True or False.")
+        if not isinstance(wide, bool):
+            raise TypeError(f"wide={wide!r} must be True or False.")
+        if transductive is not None and not isinstance(transductive, bool):
+            raise TypeError(f"transductive={transductive!r} must be None, True or False.")
         if wide_weight is not None and not wide:
             raise ValueError(f"wide_weight={wide_weight!r} is given, but wide=False.")
         if transductive and not wide:
@@ -385,6 +381,8 @@ class TransferMixin:
         )
         check_layer(adata, layer=layer, units=units)
         n_other = adata.n_obs - support.size
+        if transductive is None:
+            transductive = wide and n_other > 0
         x = self._read_rows(adata, layer=layer, units=units, indices=support)
         # Adapting a network trained from scratch would undo the point of from_scratch.
         adapt = transductive and not from_scratch
@@ -427,6 +425,7 @@ class TransferMixin:
         wide_record["transductive"] = transductive
         wide_record["n_unlabelled"] = n_other if transductive else 0
         wide_record["adapted"] = pretrained.adaptation_ is not None
+        wide_record["adaptation"] = _adaptation_summary(pretrained.adaptation_)
         if encoder is not None:
             # The novelty score also reads the latent space fine-tuning started from.
             network.set_reference_encoder(encoder)
@@ -469,6 +468,13 @@ class TransferMixin:
                 "or pass use_guide=False for plain fine-tuning."
             )
         return self.guide_
+
+
+def _adaptation_summary(adaptation: dict | None) -> dict | None:
+    """What the classifier's record keeps of the adaptation its network started from."""
+    if adaptation is None:
+        return None
+    return {name: adaptation[name] for name in ("n_steps", "replay", "seed")}
 
 
 def _pca_rows(n_obs: int, *, seed: int) -> np.ndarray | None:

@@ -11,7 +11,7 @@ from scgtl._docs import doc
 #: Default architecture of the encoder: the one place these values are written. The latent
 #: space is as wide as the hidden layer: a 64-dimensional one kept too little of a signal the
 #: corpus never varied (Kang's stimulated vs control cells, 3.8 points lower; the choice on the
-#: developer targets in ``docs/benchmarks.md``, "Do no harm").
+#: developer targets in ``docs/research/wide_path.md``, "A latent that keeps more of the input").
 N_HIDDEN = 256
 N_LATENT = 256
 N_LAYERS = 1

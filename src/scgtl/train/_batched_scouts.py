@@ -3,8 +3,8 @@
 A scout is a hundred full-batch steps on ten cells. Run one after another, its time goes to
 moving the first layer's weights, gradient and Adam state through memory at every step (about
 2 MB each at 2,000 genes x 256 hidden units), to per-tensor Adam kernels and to Python
-overhead; the arithmetic is tiny (see ``docs/benchmarks.md``, "Scouts"). Three changes, none of
-which changes what a scout computes (and :class:`_Linear`, which keeps the largest gradient in
+overhead; the arithmetic is tiny (see ``docs/research/speed.md``, "Scouts"). Three changes, none
+of which changes what a scout computes (and :class:`_Linear`, which keeps the largest gradient in
 its weight's layout):
 
 - **Batched.** The copies of a chunk of scouts are stacked along a new first dimension and

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 #: ``predict(..., unknown="auto")``'s level: the conformal quantile of held-out support cells'
 #: novelty used as the threshold (chosen on seed-1 episodes of the developer targets,
-#: ``docs/novelty.md``). About this fraction of cells of the support's classes stay below it.
+#: ``docs/research/novelty.md``, "How the defaults were chosen"). About this fraction of cells
+#: of the support's classes stay below it.
 UNKNOWN_LEVEL = 0.95
 
 #: The label :meth:`scgtl.GTLClassifier.predict` gives cells above the novelty threshold.
@@ -41,7 +42,8 @@ UNKNOWN_LABEL = "unknown"
 TEMPERATURE_BOUNDS = (0.05, 20.0)
 
 #: Standard deviation of the prior on ``log T`` of :func:`fit_temperature` (chosen on seed-1
-#: episodes of the developer targets, ``docs/novelty.md``).
+#: episodes of the developer targets, ``docs/research/novelty.md``, "How the defaults were
+#: chosen").
 TEMPERATURE_PRIOR = 1.0
 
 #: Smallest spread, so that a support of identical latents gives finite novelty.

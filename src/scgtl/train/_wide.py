@@ -7,7 +7,7 @@ genes still finds it. The classifier therefore has a second, *wide* path: a logi
 on the study's own genes, fitted on the support set. The two paths are pooled in log-probability
 space, ``log p = (1 - w) log p_network + w log p_wide`` (renormalised), and ``w`` is chosen on
 the support set itself by cross-validation, so the path that generalises better there weighs
-more. Measured on the developer targets (``docs/benchmarks.md``).
+more. Measured on the developer targets (``docs/research/wide_path.md``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ if TYPE_CHECKING:
 #: Candidate weights of the wide path tried by cross-validation.
 WIDE_WEIGHT_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 #: Weight of the wide path when the support has a class with a single sample, where no
-#: cross-validation is possible (chosen on the developer targets, ``docs/benchmarks.md``).
+#: cross-validation is possible (chosen on the developer targets,
+#: ``docs/research/wide_path.md``).
 WIDE_WEIGHT_ONE_SHOT = 0.75
 #: Principal components of the transductive wide path (as the benchmark's PCA baselines).
 N_PCA_COMPONENTS = 50
