@@ -49,11 +49,11 @@ from sklearn.metrics import roc_auc_score
 
 import scgtl
 from scgtl import benchmark
+from scgtl.benchmark import expected_calibration_error
 from scgtl.benchmark._episodes import make_episodes
 from scgtl.benchmark._few_shot import _quiet
 from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
 from scgtl.benchmark._novelty import left_out_episodes
-from scgtl.benchmark._stats import expected_calibration_error
 from scgtl.data import align_genes, iter_log_expression
 from scgtl.train import (
     class_prototypes,

@@ -27,6 +27,17 @@ runs instead ``scgtl.benchmark.novelty`` (one class left out of each episode's s
 ``--rounds`` episodes per class) on the developer PBMC targets with the same models: the
 inductive call, the plain (transductive) call and ``pca_logreg``. Writes ``<out>/novelty.csv``
 and ``<out>/novelty.md``.
+
+    python benchmarks/plain_call.py --missing-genes --seeds 0 1 2 \
+        --out benchmarks/results/plain_call_missing_genes
+
+fine-tunes the plain call at k = 5 on each developer target (one fit per seed), then predicts
+the other cells of the study with only a random fraction of its genes (``MISSING_FRACTIONS``;
+a query sharing under 5 % of the model's genes is refused and left out), and scores the
+confidence as it is and discounted by the fraction ``g`` of the classifier's genes found
+(logits times ``g ** a``, ``a`` in ``DISCOUNT_POWERS``, ``g`` pooled over the two paths by the
+wide weight): accuracy, mean confidence and ECE. Writes ``<out>/missing_genes.csv`` and
+``<out>/missing_genes.md``.
 """
 
 from __future__ import annotations
@@ -35,13 +46,19 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy.special import softmax
 from shipped_model import TARGETS, load_target, multi_models
 
 import scgtl
 from scgtl import benchmark, datasets
 
 DEVELOPER_TARGETS = ("mudan_ref", "kang_stim", "yan", "pbmc68k_reduced")
+#: Fractions of the study's genes a query keeps (``--missing-genes``).
+MISSING_FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
+#: Powers ``a`` of the confidence discount ``g ** a`` tried (``0``: none).
+DISCOUNT_POWERS = (0.0, 0.25, 0.5, 1.0)
 #: The developer targets with several cell types (novelty needs a class to leave out).
 NOVELTY_TARGETS = ("mudan_ref", "pbmc68k_reduced")
 GTL_ROWS = ("gtl_transductive", "gtl")
@@ -155,6 +172,70 @@ def run_novelty(args) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+def run_missing_genes(args) -> pd.DataFrame:
+    folder = Path(args.data_dir)
+    rows = []
+    for target_name in args.targets:
+        study, labels_key, units = load_target(target_name, folder)
+        model = model_for(target_name, folder, args.models)
+        labels = study.obs[labels_key].astype(str).to_numpy()
+        for seed in args.seeds:
+            clf = model.fine_tune(study, labels_key=labels_key, k_shot=5, seed=seed, units=units)
+            rows += _missing_gene_rows(clf, study, labels, seed=seed, target=target_name)
+    return pd.DataFrame(rows)
+
+
+def _missing_gene_rows(clf, study, labels, *, seed: int, target: str) -> list[dict]:
+    """The classifier's query (every row but the support) with a fraction of the genes."""
+    query = ~study.obs_names.isin(clf.fit_record_["support_obs_names"])
+    wide = pd.Index(clf.wide_gene_names_)
+    network_genes = pd.Index(clf.gene_names).intersection(wide)  # what the study gave it
+    weight = clf.fit_record_["wide_weight"]
+    rng = np.random.default_rng(seed)
+    rows = []
+    for fraction in MISSING_FRACTIONS:
+        n_keep = max(1, round(fraction * study.n_vars))
+        kept = np.sort(rng.choice(study.n_vars, n_keep, replace=False))
+        try:
+            proba = clf.predict_proba(study[query][:, kept].copy()).to_numpy()
+        except ValueError:
+            continue  # shares under 5 % of the model's genes: refused by align_genes
+        genes = pd.Index(study.var_names[kept])
+        found_wide = len(genes.intersection(wide)) / len(wide)
+        found_network = len(genes.intersection(network_genes)) / max(len(network_genes), 1)
+        found = (1 - weight) * found_network + weight * found_wide
+        log_proba = np.log(np.clip(proba, 1e-12, None))
+        for power in DISCOUNT_POWERS:
+            discounted = softmax(log_proba * found**power, axis=1)
+            correct = np.asarray(clf.classes_)[discounted.argmax(1)] == labels[query]
+            confidence = discounted.max(1)
+            rows.append(
+                {
+                    "target": target,
+                    "seed": seed,
+                    "fraction": fraction,
+                    "genes_found": found,
+                    "power": power,
+                    "accuracy": correct.mean(),
+                    "confidence": confidence.mean(),
+                    "ece": benchmark.expected_calibration_error(confidence, correct),
+                }
+            )
+    return rows
+
+
+def missing_genes_summary(table: pd.DataFrame) -> str:
+    """Accuracy, mean confidence and ECE per fraction of genes kept and discount power."""
+    figures = table.groupby(["fraction", "power"])[["accuracy", "confidence", "ece"]].mean()
+    overall = table.groupby("power")["ece"].mean().rename("mean ECE over fractions")
+    return (
+        figures.unstack("power").round(3).to_markdown()
+        + "\n\n"
+        + overall.round(4).to_frame().to_markdown()
+        + "\n"
+    )
+
+
 def novelty_summary(table: pd.DataFrame) -> str:
     """Per target and method: the means over left-out classes (summarize_novelty)."""
     parts = [
@@ -232,6 +313,8 @@ def main() -> None:
     parser.add_argument("--choice", action="store_true", help="the per-fit choice too")
     parser.add_argument("--novelty", action="store_true", help="the novelty protocol instead")
     parser.add_argument("--rounds", type=int, default=2, help="--novelty: episodes per class")
+    parser.add_argument("--missing-genes", action="store_true", help="queries missing genes")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0], help="--missing-genes")
     parser.add_argument("--k-shots", nargs="+", type=int, default=[1, 3, 5])
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
@@ -250,6 +333,13 @@ def main() -> None:
     scgtl.settings.n_threads = args.threads
     scgtl.settings.progress_bar = False
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.missing_genes:
+        table = run_missing_genes(args)
+        table.to_csv(args.out / "missing_genes.csv", index=False)
+        text = missing_genes_summary(table)
+        (args.out / "missing_genes.md").write_text(text)
+        print(text)
+        return
     if args.novelty:
         table = run_novelty(args)
         table.to_csv(args.out / "novelty.csv", index=False)

@@ -106,6 +106,7 @@ from scgtl.benchmark._methods import (
 from scgtl.benchmark._novelty import NOVELTY_COLUMNS, novelty, summarize_novelty
 from scgtl.benchmark._pretrain import pretrain, select_genes
 from scgtl.benchmark._result import FewShotResult
+from scgtl.benchmark._stats import expected_calibration_error
 
 __all__ = [
     "CellTypistMethod",
@@ -125,6 +126,7 @@ __all__ = [
     "default_task",
     "embedded_study",
     "episode_seed",
+    "expected_calibration_error",
     "pretrain_default",
     "few_shot",
     "make_episodes",
