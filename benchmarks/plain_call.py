@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
-from shipped_model import TARGETS, load_target, multi_models
+from shipped_model import TARGETS, load_target, multi_models, pbmc_model
 
 import scgtl
 from scgtl import benchmark, datasets
@@ -72,18 +72,23 @@ PEERS = (
 )
 
 
-def adaptation_variants() -> dict:
+def adaptation_variants(corpus_models: bool = False) -> dict:
     """The plain call with a shorter adaptation (``--variants``), for choosing on seed 1.
 
     The shipped model has no corpus, so adaptation replays none (``replay=0``); these adapt
     for fewer steps than ``model.adapt``'s 1,000, once per target, then fine-tune as the plain
-    call does (the adapted model is recognised and kept).
+    call does (the adapted model is recognised and kept). With ``--corpus-models`` the models
+    have their corpus, and the variants replay it as the plain call does (``replay=0.5``), for
+    150 steps (about one epoch of the 20,000-row corpus of ``benchmarks/speed.py``) and 300.
     """
+    replay, steps = (0.5, (150, 300)) if corpus_models else (0.0, (100, 300))
     return {
         f"gtl_transductive_adapt{n}": benchmark.FineTuneMethod(
-            f"gtl_transductive_adapt{n}", adapt={"n_steps": n, "replay": 0.0}, transductive=True
+            f"gtl_transductive_adapt{n}",
+            adapt={"n_steps": n, "replay": replay},
+            transductive=True,
         )
-        for n in (100, 300)
+        for n in steps
     }
 
 
@@ -113,8 +118,13 @@ class ChooseByLogLoss(benchmark.FineTuneMethod):
         return alone if min(losses[1]) < min(losses[0]) else reading
 
 
-def model_for(target: str, folder: Path, cache: Path):
-    """The recipe's model without ``target``'s study, loaded without its corpus."""
+def model_for(target: str, folder: Path, cache: Path, *, corpus_models: bool = False):
+    """The recipe's model without ``target``'s study, loaded without its corpus.
+
+    ``corpus_models``: the PBMC-only model instead, with its corpus attached (a user's own).
+    """
+    if corpus_models:
+        return pbmc_model(TARGETS[target][1], folder, cache)
     left_out = TARGETS[target][0]
     multi_models(left_out, folder, cache, variants=False, n_top_genes=None)  # built if missing
     name = f"multi_without_{left_out}" if left_out else "multi_full"
@@ -126,7 +136,7 @@ def run(args) -> pd.DataFrame:
     rows = []
     for target_name in args.targets:
         study, labels_key, units = load_target(target_name, folder)
-        model = model_for(target_name, folder, args.models)
+        model = model_for(target_name, folder, args.models, corpus_models=args.corpus_models)
         start = time.perf_counter()
         res = benchmark.few_shot(
             model,
@@ -138,7 +148,7 @@ def run(args) -> pd.DataFrame:
             seed=args.seed,
             methods=[
                 *args.methods,
-                *(adaptation_variants().values() if args.variants else ()),
+                *(adaptation_variants(args.corpus_models).values() if args.variants else ()),
                 *([ChooseByLogLoss()] if args.choice else []),
                 *args.peers,
             ],
@@ -311,6 +321,9 @@ def main() -> None:
     parser.add_argument("--peers", nargs="*", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--variants", action="store_true", help="shorter adaptations too")
     parser.add_argument("--choice", action="store_true", help="the per-fit choice too")
+    parser.add_argument(
+        "--corpus-models", action="store_true", help="PBMC-only models with their corpus"
+    )
     parser.add_argument("--novelty", action="store_true", help="the novelty protocol instead")
     parser.add_argument("--rounds", type=int, default=2, help="--novelty: episodes per class")
     parser.add_argument("--missing-genes", action="store_true", help="queries missing genes")
@@ -354,7 +367,7 @@ def main() -> None:
     episodes.to_csv(args.out / "episodes.csv", index=False)
     gtl_rows = [
         *args.methods,
-        *(adaptation_variants() if args.variants else ()),
+        *(adaptation_variants(args.corpus_models) if args.variants else ()),
         *(["gtl_choice"] if args.choice else []),
     ]
     text = summary(episodes, gtl_rows) if args.peers else summary_gtl(episodes)
