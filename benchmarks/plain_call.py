@@ -102,16 +102,7 @@ class ChooseByLogLoss(benchmark.FineTuneMethod):
 
     def fit(self, task, *, seed: int):
         reading = super().fit(task, seed=seed)
-        data = task.data
-        alone = data.model.fine_tune(
-            task.masked_target(),
-            labels_key=data.labels_key,
-            support_indices=task.support_indices,
-            seed=seed,
-            layer=data.layer,
-            units=data.units,
-            transductive=False,
-        )
+        alone = benchmark.builtin_methods()["gtl"].fit(task, seed=seed)  # the inductive call
         losses = [c.fit_record_.get("wide_cv_log_loss") for c in (reading, alone)]
         if any(loss is None for loss in losses):
             return reading
@@ -346,20 +337,18 @@ def main() -> None:
     scgtl.settings.n_threads = args.threads
     scgtl.settings.progress_bar = False
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.missing_genes:
-        table = run_missing_genes(args)
-        table.to_csv(args.out / "missing_genes.csv", index=False)
-        text = missing_genes_summary(table)
-        (args.out / "missing_genes.md").write_text(text)
-        print(text)
-        return
-    if args.novelty:
-        table = run_novelty(args)
-        table.to_csv(args.out / "novelty.csv", index=False)
-        text = novelty_summary(table)
-        (args.out / "novelty.md").write_text(text)
-        print(text)
-        return
+    studies = {
+        "missing_genes": (args.missing_genes, run_missing_genes, missing_genes_summary),
+        "novelty": (args.novelty, run_novelty, novelty_summary),
+    }
+    for name, (asked, run_study, summarize) in studies.items():
+        if asked:
+            table = run_study(args)
+            table.to_csv(args.out / f"{name}.csv", index=False)
+            text = summarize(table)
+            (args.out / f"{name}.md").write_text(text)
+            print(text)
+            return
     problem = benchmark.celltypist_problem()
     if problem is not None:
         parser.error(problem)

@@ -589,9 +589,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         labels = adata.obs.get(self.labels_key)
         if labels is None or not isinstance(labels.dtype, pd.CategoricalDtype):
             return list(self.classes_)
-        known = set(self.classes_)
-        first = [c for c in labels.cat.categories.astype(str) if c in known]
-        return first + [c for c in self.classes_ if c not in set(first)]
+        classes = set(self.classes_)
+        first = [c for c in labels.cat.categories.astype(str) if c in classes]
+        listed = set(first)
+        return first + [c for c in self.classes_ if c not in listed]
 
     def _class_colors(self, adata: AnnData, order: list[str]) -> list[str] | None:
         """Each class's colour in ``adata.uns[f"{labels_key}_colors"]`` (``order``), or ``None``.
