@@ -167,7 +167,9 @@ class SelfTrainFineTune(benchmark.FineTuneMethod):
             seed=seed,
             layer=data.layer,
             units=data.units,
-            **{**self.options(task, seed=seed), "wide_weight": first.fit_record_["wide_weight"]},
+            **self.fine_tune_arguments(
+                {**self.options(task, seed=seed), "wide_weight": first.fit_record_["wide_weight"]}
+            ),
         )
         return second
 

@@ -61,7 +61,7 @@ class Store(FineTuneMethod):
                 seed=seed,
                 layer=data.layer,
                 units=data.units,
-                wide=False,
+                plan_kwargs={"wide": False},
             )
             return clf.predict_proba(data.adata[pred_rows], layer=data.layer)[classes].to_numpy()
 

@@ -134,7 +134,9 @@ def pbmc_predicted(_shared_gtl, pbmc_task):
     Shared by the plotting tests, which only read it (they check it is left unchanged).
     """
     target = pbmc_task[1].copy()
-    clf = _shared_gtl.fine_tune(target, labels_key="bulk_labels", k_shot=3, wide=False)
+    clf = _shared_gtl.fine_tune(
+        target, labels_key="bulk_labels", k_shot=3, plan_kwargs={"wide": False}
+    )
     clf.predict(target)
     return target
 

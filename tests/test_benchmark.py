@@ -245,7 +245,8 @@ def test_all_methods_beat_chance_without_leakage(gtl_model, pbmc_target, adata_s
         np.testing.assert_array_equal(shown[support], labels[support])
         hidden = np.setdiff1d(np.arange(target.n_obs), support)
         assert (shown[hidden] == HIDDEN_LABEL).all()
-    uses = [(kw["use_guide"], kw["from_scratch"]) for _, kw in spy.calls[:3]]
+    plans = [kw["plan_kwargs"] for _, kw in spy.calls[:3]]
+    uses = [(plan["use_guide"], plan["from_scratch"]) for plan in plans]
     assert uses == [(True, False), (False, False), (False, True)]
     # Methods were scored on the same query sets.
     assert res.table.groupby(["k", "episode"])["n_query"].nunique().eq(1).all()

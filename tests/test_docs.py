@@ -40,7 +40,7 @@ def api_page_entries() -> set[str]:
 
 def test_api_page_lists_every_public_name():
     listed = api_page_entries()
-    public = {f"scgtl.{name}" for name in ("GTL", "GTLClassifier", "settings")}
+    public = {f"scgtl.{name}" for name in ("FineTunePlan", "GTL", "GTLClassifier", "settings")}
     for module_name in PUBLIC_MODULES:
         module = importlib.import_module(module_name)
         public |= {f"{module_name}.{name}" for name in module.__all__}

@@ -115,10 +115,16 @@ def test_variants_differ_and_use_the_given_support(gtl_model, pbmc_target):
     variants = {
         "gtl": gtl_model.fine_tune(pbmc_target, labels_key="bulk_labels", support_indices=support),
         "plain": gtl_model.fine_tune(
-            pbmc_target, labels_key="bulk_labels", support_indices=support, use_guide=False
+            pbmc_target,
+            labels_key="bulk_labels",
+            support_indices=support,
+            plan_kwargs={"use_guide": False},
         ),
         "scratch": gtl_model.fine_tune(
-            pbmc_target, labels_key="bulk_labels", support_indices=support, from_scratch=True
+            pbmc_target,
+            labels_key="bulk_labels",
+            support_indices=support,
+            plan_kwargs={"from_scratch": True},
         ),
     }
     for clf in variants.values():
@@ -399,7 +405,7 @@ def test_counts_query_is_library_size_normalised(make_counts):
     )
     with pytest.raises(ValueError, match="no guide yet"):
         gtl.fine_tune(corpus, labels_key="label", k_shot=2)
-    clf = gtl.fine_tune(corpus, labels_key="label", k_shot=2, use_guide=False)
+    clf = gtl.fine_tune(corpus, labels_key="label", k_shot=2, plan_kwargs={"use_guide": False})
     assert clf.classes_ == ["a", "b", "c"]
 
 
@@ -459,7 +465,7 @@ def test_setup_anndata_rejects_bad_library_sizes(value, units, match, make_count
 def test_head_init_choices(gtl_model, pbmc_target):
     protos = gtl_model.fine_tune(pbmc_target, labels_key="bulk_labels", k_shot=3, seed=0)
     rand = gtl_model.fine_tune(
-        pbmc_target, labels_key="bulk_labels", k_shot=3, seed=0, head_init="random"
+        pbmc_target, labels_key="bulk_labels", k_shot=3, seed=0, plan_kwargs={"head_init": "random"}
     )
     assert protos.fit_record_["head_init"] == "prototypes"
     assert rand.fit_record_["head_init"] == "random"
@@ -470,7 +476,9 @@ def test_head_init_choices(gtl_model, pbmc_target):
         > 2.0 / pbmc_target.obs["bulk_labels"].nunique()
     )
     with pytest.raises(ValueError, match="head_init='mean'"):
-        gtl_model.fine_tune(pbmc_target, labels_key="bulk_labels", k_shot=1, head_init="mean")
+        gtl_model.fine_tune(
+            pbmc_target, labels_key="bulk_labels", k_shot=1, plan_kwargs={"head_init": "mean"}
+        )
 
 
 # ---------------------------------------------------------------- target adaptation

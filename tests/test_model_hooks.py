@@ -12,8 +12,43 @@ import scgtl
 from scgtl.module import GTLModule
 
 
-def _fine_tune(model, target, **kwargs):
-    return model.fine_tune(target, labels_key="bulk_labels", k_shot=3, seed=0, **kwargs)
+def _fine_tune(model, target, *, transductive=None, **plan_kwargs):
+    return model.fine_tune(
+        target,
+        labels_key="bulk_labels",
+        k_shot=3,
+        seed=0,
+        transductive=transductive,
+        plan_kwargs=plan_kwargs,
+    )
+
+
+def test_a_plan_object_and_its_dict_fine_tune_alike(gtl_model, pbmc_target):
+    kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=0, transductive=False)
+    as_dict = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs={"n_steps": 7})
+    as_plan = gtl_model.fine_tune(
+        pbmc_target, **kwargs, plan_kwargs=scgtl.FineTunePlan(n_steps=7)
+    )
+    assert as_dict.fit_record_["n_steps"] == as_plan.fit_record_["n_steps"] == 7
+    assert len(as_dict.fit_record_["losses"]) == 7
+    pd.testing.assert_frame_equal(as_dict.predict_proba(), as_plan.predict_proba())
+
+
+@pytest.mark.parametrize(
+    ("plan_kwargs", "error", "match"),
+    [
+        ({"n_step": 5}, TypeError, r"unknown settings \['n_step'\]; valid: \['n_steps'"),
+        ("fast", TypeError, "must be None, a dict or a scgtl.FineTunePlan"),
+        ({"n_steps": 0}, ValueError, "n_steps=0 must be an integer >= 1"),
+        ({"wide": "yes"}, TypeError, "wide='yes' must be True or False"),
+        ({"wide": False, "wide_weight": 0.5}, ValueError, "wide_weight=0.5 is given"),
+    ],
+)
+def test_bad_plans_are_refused_by_name(gtl_model, pbmc_target, plan_kwargs, error, match):
+    with pytest.raises(error, match=match):
+        gtl_model.fine_tune(
+            pbmc_target, labels_key="bulk_labels", k_shot=3, plan_kwargs=plan_kwargs
+        )
 
 
 def test_fine_tune_callback_sees_every_recorded_loss(gtl_model, pbmc_target):

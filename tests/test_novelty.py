@@ -141,7 +141,11 @@ def test_novelty_is_written_finite_and_nothing_unknown_by_default(gtl_model, pbm
 
 def test_a_classifier_from_scratch_keeps_no_reference_encoder(gtl_model, pbmc_target):
     clf = gtl_model.fine_tune(
-        pbmc_target, labels_key=LABELS, k_shot=3, seed=0, from_scratch=True, wide=False
+        pbmc_target,
+        labels_key=LABELS,
+        k_shot=3,
+        seed=0,
+        plan_kwargs={"from_scratch": True, "wide": False},
     )
     assert not clf.module.has_reference and "reference_prototypes" not in clf.fit_record_
     latent = clf.get_latent_representation(pbmc_target)

@@ -113,7 +113,7 @@ def test_a_model_without_a_guide_says_to_compute_it(pbmc_corpus):
 
 def test_a_classifier_asks_for_the_pretrained_model(gtl_model, pbmc_target):
     clf = gtl_model.fine_tune(
-        pbmc_target, labels_key="bulk_labels", k_shot=1, n_steps=2, wide=False
+        pbmc_target, labels_key="bulk_labels", k_shot=1, plan_kwargs={"n_steps": 2, "wide": False}
     )
     with pytest.raises(TypeError, match="pass the pre-trained scgtl.GTL"):
         gene_plasticity(clf)

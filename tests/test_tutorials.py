@@ -34,7 +34,9 @@ assert same_labels and same_proba
 assert scores["room (as computed)"] > 0.4, scores  # 9 types: chance is 0.11
 assert set(guides["warm"]) == set(model.guide)
 # The notebook says a loaded model fine-tunes a collaborator's study without the corpus.
-again = loaded_model.fine_tune(their_study, labels_key="cell_type", k_shot=1, n_steps=5, wide=False)
+again = loaded_model.fine_tune(
+    their_study, labels_key="cell_type", k_shot=1, plan_kwargs={"n_steps": 5, "wide": False}
+)
 assert set(again.classes_) == set(their_study.obs["cell_type"].astype(str))
 """,
     "should_i_use_gtl": """

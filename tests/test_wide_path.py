@@ -94,7 +94,12 @@ def test_wide_path_learns_a_signal_the_corpus_never_had(gtl_model, pbmc_target):
     scores = {}
     for wide in (False, True):
         clf = gtl_model.fine_tune(
-            study, labels_key="condition", k_shot=5, seed=0, units="log1p", wide=wide
+            study,
+            labels_key="condition",
+            k_shot=5,
+            seed=0,
+            units="log1p",
+            plan_kwargs={"wide": wide},
         )
         support = np.asarray(study.obs_names.isin(clf.fit_record_["support_obs_names"]))
         predicted = clf.predict(study, inplace=False).to_numpy()
@@ -110,14 +115,14 @@ def test_wide_path_learns_a_signal_the_corpus_never_had(gtl_model, pbmc_target):
 def test_wide_weight_ends(gtl_model, pbmc_target):
     # Inductive: the wide path on the study's genes (the default would read its PCA).
     kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=1, units="log1p", transductive=False)
-    network = gtl_model.fine_tune(pbmc_target, wide=False, **kwargs)
+    network = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs={"wide": False})
     assert not network.module.has_wide_path
     assert network.fit_record_["wide_weight_source"] == "none"
-    pooled_at_0 = gtl_model.fine_tune(pbmc_target, wide_weight=0.0, **kwargs)
+    pooled_at_0 = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs={"wide_weight": 0.0})
     np.testing.assert_allclose(
         pooled_at_0.predict_proba(pbmc_target), network.predict_proba(pbmc_target), atol=1e-5
     )
-    wide_only = gtl_model.fine_tune(pbmc_target, wide_weight=1.0, **kwargs)
+    wide_only = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs={"wide_weight": 1.0})
     assert wide_only.fit_record_["wide_weight_source"] == "given"
     support = np.flatnonzero(pbmc_target.obs_names.isin(wide_only.fit_record_["support_obs_names"]))
     x = np.asarray(pbmc_target.X.toarray() if hasattr(pbmc_target.X, "toarray") else pbmc_target.X)
@@ -166,10 +171,10 @@ def test_wide_path_save_load_and_query_genes(gtl_model, pbmc_target, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"wide_weight": 1.5}, ValueError, "wide_weight=1.5"),
-        ({"wide_weight": "auto"}, TypeError, "wide_weight='auto'"),
-        ({"wide_weight": 0.5, "wide": False}, ValueError, "wide=False"),
-        ({"wide": "no"}, TypeError, "wide='no'"),
+        ({"plan_kwargs": {"wide_weight": 1.5}}, ValueError, "wide_weight=1.5"),
+        ({"plan_kwargs": {"wide_weight": "auto"}}, TypeError, "wide_weight='auto'"),
+        ({"plan_kwargs": {"wide_weight": 0.5, "wide": False}}, ValueError, "wide=False"),
+        ({"plan_kwargs": {"wide": "no"}}, TypeError, "wide='no'"),
         ({"transductive": 1}, TypeError, "transductive=1"),
     ],
 )
@@ -236,7 +241,7 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     alone = gtl_model.fine_tune(labelled, labels_key="bulk_labels", units="log1p")
     assert alone.fit_record_["transductive"] is False and alone.fit_record_["n_unlabelled"] == 0
     with pytest.raises(ValueError, match="needs wide=True"):
-        gtl_model.fine_tune(pbmc_target, transductive=True, wide=False, **kwargs)
+        gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs, plan_kwargs={"wide": False})
 
 
 def test_study_fingerprint_names_rows_genes_and_units(pbmc_target):

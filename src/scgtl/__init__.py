@@ -16,10 +16,11 @@ __version__ = package_version()
 
 if TYPE_CHECKING:
     from scgtl import benchmark, data, datasets, guide, models, module, pl, tl, train
-    from scgtl.model import GTL, GTLClassifier
+    from scgtl.model import GTL, FineTunePlan, GTLClassifier
 
 #: Public names and the module each is loaded from on first use.
 _LAZY = {
+    "FineTunePlan": "scgtl.model",
     "GTL": "scgtl.model",
     "GTLClassifier": "scgtl.model",
     "benchmark": "scgtl.benchmark",
@@ -34,6 +35,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "FineTunePlan",
     "GTL",
     "GTLClassifier",
     "__version__",

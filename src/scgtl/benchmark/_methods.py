@@ -725,14 +725,29 @@ class FineTuneMethod(Method):
             seed=seed,
             layer=data.layer,
             units=data.units,
-            **self.options(task, seed=seed),
+            **self.fine_tune_arguments(self.options(task, seed=seed)),
         )
 
-    def options(self, task: FewShotTask, *, seed: int) -> dict:
-        """Keyword arguments of ``model.fine_tune`` for one episode (besides the support set).
+    @staticmethod
+    def fine_tune_arguments(options: dict) -> dict:
+        """A flat dict of :meth:`options` as ``model.fine_tune``'s keyword arguments.
 
-        A research variant overrides this to add what depends on the episode, e.g. a hook of
-        :meth:`scgtl.GTL.fine_tune` seeded by ``seed`` or reading ``task``'s unlabelled rows.
+        The plan's settings (:class:`scgtl.FineTunePlan`) go into ``plan_kwargs``, merged
+        with any ``plan_kwargs`` the options hold; the rest stay as they are.
+        """
+        from scgtl.model import FineTunePlan  # the model layer loads torch; only methods use it
+
+        options = dict(options)
+        plan = {k: options.pop(k) for k in FineTunePlan.setting_names() if k in options}
+        return {**options, "plan_kwargs": {**options.pop("plan_kwargs", {}), **plan}}
+
+    def options(self, task: FewShotTask, *, seed: int) -> dict:
+        """Options of ``model.fine_tune`` for one episode (besides the support set).
+
+        One flat dict: ``fine_tune``'s own options and its plan's settings
+        (:class:`scgtl.FineTunePlan`: ``use_guide``, ``extra_loss``...), which :meth:`fit`
+        passes as ``plan_kwargs``. A research variant overrides this to add what depends on
+        the episode, e.g. a hook seeded by ``seed`` or reading ``task``'s unlabelled rows.
         """
         return {
             "use_guide": self.use_guide,

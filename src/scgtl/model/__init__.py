@@ -2,5 +2,6 @@
 
 from scgtl.model._classifier import GTLClassifier
 from scgtl.model._gtl import GTL
+from scgtl.model._plan import FineTunePlan
 
-__all__ = ["GTL", "GTLClassifier"]
+__all__ = ["GTL", "FineTunePlan", "GTLClassifier"]

@@ -83,6 +83,26 @@ def staged_directory(dir_path: str | os.PathLike, *, overwrite: bool) -> Iterato
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def restoring_on_failure(model: BaseModelClass) -> Iterator[None]:
+    """Put back a model's weights, history and trained flag if the block fails or is stopped.
+
+    Lightning leaves a half-trained module behind; a model whose weights no longer match
+    its guide and history would be worse than the model before the call.
+    """
+    weights = {k: v.detach().clone() for k, v in model.module.state_dict().items()}
+    before = {"is_trained_": model.is_trained_, "history_": model.history_}
+    training = model.module.training
+    try:
+        yield
+    except BaseException:
+        model.module.load_state_dict(weights)
+        model.module.train(training)
+        for name, value in before.items():
+            setattr(model, name, value)
+        raise
+
+
 class ScgtlModelMixin:
     """Shared behaviour of :class:`~scgtl.GTL` and :class:`~scgtl.GTLClassifier`."""
 

@@ -429,24 +429,14 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
     ) -> pd.Series:
         """Predict the class of every observation, or ``"unknown"`` for cells unlike the support.
 
-        Each cell also gets a *novelty* score: the distance of its latent code (``X_scgtl``) to
-        the nearest class prototype (the mean latent code of that class's support cells),
-        divided by the support's pooled within-class spread, plus the same distance in the
-        latent space of the encoder fine-tuning started from (the pre-trained model's, which
-        the classifier keeps; it still separates types the fine-tuned space has learned to
-        ignore). The support's own cells score about 1 in each space on average (that is how
-        the spread is defined); a cell of a type absent from the support usually scores more,
-        because it lies far from every class the classifier knows. With ``unknown``, cells
-        above a threshold are labelled ``"unknown"`` instead of being forced into the nearest
-        wrong class. ``unknown="auto"`` needs no extra labels: the threshold is the 95 %
-        conformal quantile (:data:`scgtl.train.UNKNOWN_LEVEL`) of the support cells' own
-        novelty, each measured against prototypes built without it (the folds of the wide
-        path's cross-validation; leave-one-out without them), so about 95 % of cells like the
-        support stay below it. It is deterministic for a given classifier (fine-tuning seed).
-        Measured in ``docs/novelty.md``.
-
-        Probabilities are calibrated by temperature scaling (``fit_record_["temperature"]``,
-        fitted on the support's out-of-fold predictions), which never changes the argmax.
+        Each cell also gets a *novelty* score (:meth:`novelty`): its distance to the nearest
+        class prototype of the support, in units of the support's spread, in the fine-tuned and
+        the pre-trained latent spaces; the support's own cells score about 1. With ``unknown``,
+        cells above a threshold are labelled ``"unknown"`` instead of being forced into the
+        nearest wrong class; ``"auto"`` takes the 95 % conformal quantile of the support's own
+        out-of-fold novelty (:meth:`novelty_threshold`; ``docs/novelty.md``). Probabilities are
+        calibrated by temperature scaling (``fit_record_["temperature"]``), which never changes
+        the argmax.
 
         Parameters
         ----------
@@ -485,20 +475,17 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             Novelty score (float32, >= 0; higher = less like any class of the support), as
             described above. NaN for a classifier saved before scgtl recorded prototypes.
         ``adata.obs[f"{key_added}_is_support"]``
-            ``True`` for the rows whose ``obs_name`` is in ``fit_record_["support_obs_names"]``,
-            the cells the classifier was trained on; meaningful only when ``adata`` is the
-            fine-tuned study (leave these rows out when scoring).
+            ``True`` for the cells the classifier was trained on
+            (``fit_record_["support_obs_names"]``); leave them out when scoring.
         ``adata.obsm[f"{key_added}_proba"]``
             DataFrame of calibrated class probabilities, one column per class in
             :attr:`classes_`.
         ``adata.obsm[f"X_{key_added}"]``
             The fine-tuned encoder's latent representation.
         ``adata.uns[f"{key_added}_prediction_colors"]``
-            When ``adata.uns[f"{labels_key}_colors"]`` gives a colour for every category of
-            ``adata.obs[labels_key]`` (the classifier's :attr:`labels_key`) and every class is
-            one of those categories: each class's colour there, so scanpy plots truth and
-            prediction in the same colours, and light grey for ``"unknown"``. Otherwise it is
-            not written (and an earlier one is removed): scanpy picks its own.
+            Each class's colour in ``adata.uns[f"{labels_key}_colors"]`` (light grey for
+            ``"unknown"``), so scanpy plots truth and prediction alike; only where that gives a
+            colour to every class (otherwise removed, and scanpy picks its own).
         ``adata.uns[key_added]``
             A dict of the query's gene overlap: ``"n_genes_model"`` (the model's genes),
             ``"n_genes_found"`` (how many of them the query has) and ``"gene_overlap"`` (their
@@ -511,15 +498,10 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         Raises
         ------
         ValueError
-            When ``unknown`` is not ``None``, ``"auto"`` or a finite number >= 0 (booleans are
-            refused); with ``"auto"``, when no class of the support has two cells (nothing to
-            calibrate on) or a class is itself named ``"unknown"``.
-            When the query shares fewer than 5 % of the model's genes
-            (:data:`~scgtl._constants.MIN_GENE_FRACTION`) or fewer than 10 of them
-            (:data:`~scgtl._constants.MIN_GENE_OVERLAP`); below half of them
-            (:data:`~scgtl._constants.LOW_GENE_FRACTION`) a warning says predictions may be
-            unreliable. Also when the rows read hold NaN/inf or values impossible in the
-            classifier's units.
+            ``unknown`` not ``None``, ``"auto"`` or a finite number >= 0; ``"auto"`` with no
+            support class of two cells, or a class named ``"unknown"``; a query sharing fewer
+            than 5 % (or 10) of the model's genes (below half, a warning); rows with NaN/inf or
+            values impossible in the classifier's units.
         """
         if not isinstance(key_added, str) or not key_added:
             raise ValueError(f"key_added={key_added!r} must be a non-empty string.")
@@ -547,37 +529,59 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
             name=f"{key_added}_prediction",
         )
         if inplace:
-            alignment = align_genes(adata.var_names, self.gene_names, warn=False)
-            colors = self._class_colors(adata, order[: len(self.classes_)])
-            if colors is not None and threshold is not None:
-                colors.append(UNKNOWN_COLOR)
-            adata.obs[f"{key_added}_prediction"] = predicted.array
-            adata.obs[f"{key_added}_confidence"] = proba.max(1).astype(np.float32)
-            adata.obs[f"{key_added}_novelty"] = novelty.astype(np.float32)
-            adata.obs[f"{key_added}_is_support"] = adata.obs_names.isin(
-                np.asarray(self.fit_record_.get("support_obs_names", []), dtype=str)
+            self._write_prediction(
+                adata, predicted, proba, novelty, latent, key_added=key_added, threshold=threshold
             )
-            adata.obsm[f"{key_added}_proba"] = pd.DataFrame(
-                proba, index=adata.obs_names, columns=self.classes_
-            )
-            adata.obsm[f"X_{key_added}"] = latent
-            if colors is None:
-                adata.uns.pop(f"{key_added}_prediction_colors", None)
-            else:
-                adata.uns[f"{key_added}_prediction_colors"] = colors
-            adata.uns[key_added] = {
-                "n_genes_model": int(alignment.reference.size),
-                "n_genes_found": alignment.n_overlap,
-                "gene_overlap": float(alignment.fraction),
-            }
-            if self.module.has_wide_path:
-                wide = align_genes(adata.var_names, pd.Index(self.wide_gene_names_), warn=False)
-                adata.uns[key_added]["n_genes_wide"] = int(wide.reference.size)
-                adata.uns[key_added]["n_genes_wide_found"] = wide.n_overlap
-            if threshold is not None:
-                adata.uns[key_added]["unknown_threshold"] = float(threshold)
-                adata.uns[key_added]["n_unknown"] = int((values == UNKNOWN_LABEL).sum())
         return predicted
+
+    def _write_prediction(
+        self,
+        adata: AnnData,
+        predicted: pd.Series,
+        proba: np.ndarray,
+        novelty: np.ndarray,
+        latent: np.ndarray,
+        *,
+        key_added: str,
+        threshold: float | None,
+    ) -> None:
+        """Write :meth:`predict`'s keys into ``adata`` (those its docstring lists, no other)."""
+        order = list(predicted.cat.categories)
+        colors = self._class_colors(adata, order[: len(self.classes_)])
+        if colors is not None and threshold is not None:
+            colors.append(UNKNOWN_COLOR)
+        adata.obs[f"{key_added}_prediction"] = predicted.array
+        adata.obs[f"{key_added}_confidence"] = proba.max(1).astype(np.float32)
+        adata.obs[f"{key_added}_novelty"] = novelty.astype(np.float32)
+        adata.obs[f"{key_added}_is_support"] = adata.obs_names.isin(
+            np.asarray(self.fit_record_.get("support_obs_names", []), dtype=str)
+        )
+        adata.obsm[f"{key_added}_proba"] = pd.DataFrame(
+            proba, index=adata.obs_names, columns=self.classes_
+        )
+        adata.obsm[f"X_{key_added}"] = latent
+        if colors is None:
+            adata.uns.pop(f"{key_added}_prediction_colors", None)
+        else:
+            adata.uns[f"{key_added}_prediction_colors"] = colors
+        adata.uns[key_added] = self._gene_overlap(adata)
+        if threshold is not None:
+            adata.uns[key_added]["unknown_threshold"] = float(threshold)
+            adata.uns[key_added]["n_unknown"] = int((predicted == UNKNOWN_LABEL).sum())
+
+    def _gene_overlap(self, adata: AnnData) -> dict:
+        """How many of the model's (and the wide path's) genes the query has."""
+        alignment = align_genes(adata.var_names, self.gene_names, warn=False)
+        overlap = {
+            "n_genes_model": int(alignment.reference.size),
+            "n_genes_found": alignment.n_overlap,
+            "gene_overlap": float(alignment.fraction),
+        }
+        if self.module.has_wide_path:
+            wide = align_genes(adata.var_names, pd.Index(self.wide_gene_names_), warn=False)
+            overlap["n_genes_wide"] = int(wide.reference.size)
+            overlap["n_genes_wide_found"] = wide.n_overlap
+        return overlap
 
     def _display_order(self, adata: AnnData) -> list[str]:
         """The classes in the order of the query's own label categories, where it has them.

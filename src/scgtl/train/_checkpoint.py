@@ -173,6 +173,50 @@ def checkpoint_file(checkpoint_dir: str | os.PathLike, *, resume: bool) -> Path:
     return path
 
 
+def resume_point(
+    checkpoint_dir: str | os.PathLike | None,
+    *,
+    resume: bool,
+    module: torch.nn.Module,
+    n_obs: int,
+) -> ResumePoint | None:
+    """Check ``train``'s checkpoint options; where to resume from (``None``: from the start).
+
+    Parameters
+    ----------
+    checkpoint_dir, resume
+        :meth:`scgtl.GTL.train`'s options.
+    module
+        The module to be trained: a checkpoint must hold weights of its shapes.
+    n_obs
+        Rows of the corpus: a checkpoint's split must be of a corpus this size.
+
+    Returns
+    -------
+    The checkpoint to resume, or ``None`` to train from the start.
+
+    Raises
+    ------
+    ValueError
+        ``resume`` not a bool, ``resume=True`` without ``checkpoint_dir``, or a checkpoint that
+        does not fit (see :func:`read_checkpoint`); and :func:`checkpoint_file`'s errors.
+    """
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume={resume!r} must be True or False.")
+    if checkpoint_dir is None:
+        if resume:
+            raise ValueError(
+                "resume=True needs checkpoint_dir=, the directory an earlier "
+                "train(checkpoint_dir=...) kept its checkpoint in."
+            )
+        return None
+    path = checkpoint_file(checkpoint_dir, resume=resume)
+    if not resume:
+        return None
+    weights = {f"module.{k}": v.shape for k, v in module.state_dict().items()}
+    return read_checkpoint(path, weights=weights, n_obs=n_obs)
+
+
 def read_checkpoint(path: Path, *, weights: dict[str, torch.Size], n_obs: int) -> ResumePoint:
     """Read a checkpoint written by :class:`EpochCheckpoint` and check that it fits the model.
 

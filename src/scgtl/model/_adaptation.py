@@ -1,0 +1,223 @@
+"""Target adaptation, as a part of :class:`scgtl.GTL`: more pre-training on a study's own rows.
+
+The model only orchestrates: reading rows (:mod:`scgtl.data`) and the loop
+(:func:`scgtl.train.fit_masked_reconstruction`).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Self
+
+import numpy as np
+import torch
+
+from scgtl._docs import doc
+from scgtl._settings import uses_threads
+from scgtl.data import (
+    align_genes,
+    check_anndata,
+    check_units_name,
+    row_sampler,
+    study_fingerprint,
+)
+from scgtl.train import check_training_settings, fit_masked_reconstruction
+
+if TYPE_CHECKING:
+    from anndata import AnnData
+
+    from scgtl._constants import Units
+
+#: Default number of steps of :meth:`GTL.adapt`.
+ADAPT_STEPS = 1000
+#: Steps of :meth:`GTL.adapted_to` for a model without its corpus (no rows to replay, as
+#: :func:`scgtl.models.load` gives it): longer adaptation on the study alone forgets the corpus.
+#: Chosen on seed-1 episodes of the developer targets (docs/research/benchmarks.md, issue 25):
+#: 100 steps scored 0.8 points above 1,000 on average, and 0.5 above 300.
+ADAPT_STEPS_WITHOUT_REPLAY = 100
+#: Fraction of corpus rows in each adaptation batch (:meth:`GTL.adapt`'s default ``replay``).
+ADAPT_REPLAY = 0.5
+#: Seed of the adaptation that ``fine_tune(transductive=True)`` runs, the same for every
+#: fine-tuning seed: one study gives one adapted model, which every fine-tuning of it reuses.
+TRANSDUCTIVE_ADAPT_SEED = 0
+
+
+class AdaptationMixin:
+    """:meth:`adapt` and :meth:`adapted_to` of :class:`~scgtl.GTL`."""
+
+    @uses_threads
+    @doc.dedent
+    def adapt(
+        self,
+        adata: AnnData,
+        *,
+        layer: str | None = None,
+        units: Units | None = None,
+        n_steps: int = ADAPT_STEPS,
+        replay: float = ADAPT_REPLAY,
+        batch_size: int = 128,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-5,
+        seed: int = 0,
+    ) -> Self:
+        """Continue pre-training on a target's unlabelled cells; returns a new, adapted model.
+
+        The encoder and decoder take ``n_steps`` more steps of masked-expression reconstruction
+        on mini-batches that mix target rows with corpus rows (``replay``), so the encoder learns
+        the target's expression patterns without forgetting the corpus's. The model's genes that
+        the target lacks are zero-filled in its rows but missing, not silent: they are hidden
+        from the encoder and left out of the loss. No label is read: a
+        user can adapt on every cell of the study before labelling a few of them. The guide and
+        everything else are copied from this model, which is left unchanged; call
+        :meth:`compute_guide` on the result to run the scouts again.
+
+        Parameters
+        ----------
+        adata
+            The target; all of its rows are used, labelled or not. Its genes are aligned to the
+            model's (missing ones zero-filled); it is not modified.
+        %(param_query_layer_units)s
+        n_steps
+            Optimizer steps (see :func:`scgtl.train.fit_masked_reconstruction`).
+        replay
+            Fraction of each mini-batch drawn from the corpus (``0``: target rows only, which
+            needs no corpus attached to the model).
+        batch_size
+            Rows per mini-batch.
+        lr, weight_decay
+            Adam settings, as in pre-training.
+        seed
+            Seed of the mini-batch draws and masks.
+
+        Returns
+        -------
+        A new :class:`~scgtl.GTL` whose ``adaptation_`` records the settings, the target's size
+        (``"n_obs"``), a fingerprint of the target (``"study"``, see
+        :func:`scgtl.data.study_fingerprint`) and the loss at every step (``"losses"``).
+        """
+        check_anndata(adata)
+        units = self.units if units is None else units
+        check_units_name(units)
+        check_training_settings(n_steps=n_steps, lr=lr, weight_decay=weight_decay)
+        if not isinstance(batch_size, int) or batch_size < 2:
+            raise ValueError(f"batch_size={batch_size!r} must be an integer >= 2.")
+        if not 0.0 <= replay < 1.0:
+            raise ValueError(f"replay={replay!r} must be in [0, 1).")
+        if replay > 0 and self.adata is None:
+            raise ValueError(
+                "replay > 0 needs the corpus: load the model with adata=corpus, or pass replay=0."
+            )
+        rng = np.random.default_rng(seed)
+        n_replay = round(batch_size * replay)
+        samplers = [self._row_sampler(adata, layer, units, batch_size - n_replay, rng)]
+        if n_replay:
+            corpus_sizes = self._stored_library_sizes(self.adata, self.units)
+            samplers.append(
+                self._row_sampler(
+                    self.adata, self.layer, self.units, n_replay, rng, corpus_sizes, warn=False
+                )
+            )
+        adapted = copy.copy(self)
+        adapted._last_adapted = None
+        adapted.module = copy.deepcopy(self.module)
+        adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            rows = [(sample(), found) for sample, found in samplers]
+            measured = [found.expand(len(x), -1) for x, found in rows]
+            return torch.cat([x for x, _ in rows]), torch.cat(measured)
+
+        losses = fit_masked_reconstruction(
+            adapted.module, draw, n_steps=n_steps, lr=lr, weight_decay=weight_decay, seed=seed
+        )
+        adapted.adaptation_ = {
+            "n_obs": adata.n_obs,
+            "study": study_fingerprint(adata, layer=layer, units=units),
+            "n_steps": n_steps,
+            "replay": replay,
+            "batch_size": batch_size,
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "seed": seed,
+            "units": units,
+            "losses": np.asarray(losses, dtype=np.float32),
+        }
+        return adapted
+
+    @doc.dedent
+    def adapted_to(
+        self, adata: AnnData, *, layer: str | None = None, units: Units | None = None
+    ) -> Self:
+        """The model adapted to a study, as ``fine_tune(transductive=True)`` adapts it.
+
+        The model itself when it is already adapted to ``adata`` (the result of :meth:`adapt`
+        on a study with the same observation and gene names, layer and units, whatever its
+        settings); otherwise :meth:`adapt` with its defaults and seed 0, the same for every
+        fine-tuning seed, so that every fine-tuning of one study starts from the same adapted
+        model. The model keeps the last study it adapted to: asked again for that study, while
+        its weights and guide are unchanged, it returns the same adapted model without adapting
+        again. A model without its corpus attached (loaded without ``adata=``, as
+        :func:`scgtl.models.load` gives it) adapts on the study alone (``replay=0``) for
+        :data:`ADAPT_STEPS_WITHOUT_REPLAY` steps (100: longer forgets the corpus).
+
+        Parameters
+        ----------
+        adata
+            The study; every row is read, no label.
+        %(param_query_layer_units)s
+
+        Returns
+        -------
+        A :class:`~scgtl.GTL` whose ``adaptation_`` names this study.
+        """
+        units = self.units if units is None else units
+        study = study_fingerprint(adata, layer=layer, units=units)
+        adaptation = self.adaptation_
+        if adaptation is not None and adaptation.get("study") == study:
+            return self
+        # Repeated fine_tune(transductive=True) calls on one study (other seeds, other
+        # supports) reuse the adaptation, as long as this model is unchanged.
+        key = (study, self._state_token())
+        last = self._last_adapted
+        if last is not None and last[0] == key:
+            return last[1]
+        replay, n_steps = ADAPT_REPLAY, ADAPT_STEPS
+        if self.adata is None:
+            replay, n_steps = 0.0, ADAPT_STEPS_WITHOUT_REPLAY
+        adapted = self.adapt(
+            adata,
+            layer=layer,
+            units=units,
+            n_steps=n_steps,
+            replay=replay,
+            seed=TRANSDUCTIVE_ADAPT_SEED,
+        )
+        self._last_adapted = (key, adapted)
+        return adapted
+
+    def _state_token(self) -> tuple:
+        """Changes whenever the weights change in place (training) or the guide is replaced."""
+        versions = tuple(p._version for p in self.module.parameters())
+        return id(self.module), id(self.guide_), versions
+
+    def _row_sampler(self, adata, layer, units, n_rows, rng, library_size=None, *, warn=True):
+        """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes.
+
+        Returns the sampler and the ``(1, n_genes)`` booleans of the model's genes ``adata``
+        has: the others are zero-filled, missing rather than silent, and adaptation leaves them
+        out of its loss.
+        """
+        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        found = torch.zeros(1, len(self.gene_names), dtype=torch.bool, device=self.module.device)
+        found[0, torch.as_tensor(alignment.reference_index, dtype=torch.long)] = True
+        sampler = row_sampler(
+            adata,
+            layer=layer,
+            units=units,
+            alignment=alignment,
+            n_rows=n_rows,
+            rng=rng,
+            device=self.module.device,
+            library_size=library_size,
+        )
+        return sampler, found
