@@ -210,7 +210,7 @@ def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):
     clf = gtl_model.fine_tune(pbmc_target, transductive=True, **kwargs)
     snapshot.assert_unchanged(pbmc_target)
     assert clf.fit_record_["transductive"] is True and clf.fit_record_["adapted"] is True
-    assert clf.fit_record_["adaptation"] == {"n_steps": 1000, "replay": 0.5, "seed": 0}
+    assert clf.fit_record_["adaptation"] == {"n_steps": 150, "replay": 0.5, "seed": 0}
     # The plain call is the same: the study has rows besides the support.
     plain = gtl_model.fine_tune(pbmc_target, **kwargs)
     pd.testing.assert_frame_equal(plain.predict_proba(pbmc_target), clf.predict_proba(pbmc_target))
