@@ -9,13 +9,13 @@ from scipy import sparse
 
 from scgtl.data import (
     align_genes,
-    check_labels,
-    check_matrix,
     iter_log_expression,
     iter_log_expression_views,
     log_expression,
     sample_k_shot,
 )
+from scgtl.data._sampling import check_labels
+from scgtl.data._units import check_matrix
 
 
 def test_alignment_reorders_zero_fills_and_drops():

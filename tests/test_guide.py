@@ -12,7 +12,8 @@ from scgtl.guide import (
     parameter_changes,
     sample_scout_tasks,
 )
-from scgtl.train import GuidedUpdate, check_head_init, fit_few_shot, prototype_head, run_scouts
+from scgtl.train import GuidedUpdate, fit_few_shot, prototype_head, run_scouts
+from scgtl.train._few_shot import check_head_init
 
 
 def test_mean_change_squared_and_absolute():

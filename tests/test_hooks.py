@@ -12,12 +12,11 @@ from torch import nn
 
 from scgtl.data import (
     align_genes,
-    check_anndata,
-    check_corpus,
     read_log_expression,
     row_sampler,
     support_rows,
 )
+from scgtl.data._checks import check_anndata, check_corpus
 from scgtl.guide import (
     apply_temperature,
     cluster_groups,

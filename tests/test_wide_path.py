@@ -15,13 +15,8 @@ from sklearn.linear_model import LogisticRegression
 
 import scgtl
 from scgtl.data import study_fingerprint
-from scgtl.train import (
-    WIDE_WEIGHT_GRID,
-    WIDE_WEIGHT_ONE_SHOT,
-    choose_wide_weight,
-    cross_validated_log_proba,
-    fit_linear_path,
-)
+from scgtl.train import choose_wide_weight, cross_validated_log_proba, fit_linear_path
+from scgtl.train._wide import WIDE_WEIGHT_GRID, WIDE_WEIGHT_ONE_SHOT
 
 
 def _with_hidden_condition(target: AnnData, seed: int = 0) -> AnnData:

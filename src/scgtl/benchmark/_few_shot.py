@@ -29,7 +29,9 @@ from scgtl.benchmark._stats import (
     calibration_bins,
     expected_calibration_error,
 )
-from scgtl.data import align_genes, check_labels, check_units_name
+from scgtl.data import align_genes
+from scgtl.data._sampling import check_labels
+from scgtl.data._units import check_units_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

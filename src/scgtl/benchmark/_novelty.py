@@ -28,7 +28,8 @@ from scgtl.benchmark._episodes import Episode, check_n_episodes, make_episodes
 from scgtl.benchmark._few_shot import _check_target, _quiet
 from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
 from scgtl.benchmark._stats import conformal_quantile, expected_calibration_error
-from scgtl.data import align_genes, check_units_name
+from scgtl.data import align_genes
+from scgtl.data._units import check_units_name
 
 if TYPE_CHECKING:
     from anndata import AnnData

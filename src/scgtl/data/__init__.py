@@ -3,16 +3,12 @@
 import importlib
 from typing import TYPE_CHECKING
 
-from scgtl.data._align import GeneAlignment, align_genes, check_unique_genes
+from scgtl.data._align import GeneAlignment, align_genes
 from scgtl.data._checks import (
-    check_anndata,
-    check_corpus,
-    check_layer,
     study_fingerprint,
 )
 from scgtl.data._genes import (
     N_TOP_GENES,
-    check_gene_subset,
     highly_variable_genes,
     training_genes,
 )
@@ -23,12 +19,9 @@ from scgtl.data._reading import (
     read_log_expression,
     row_sampler,
 )
-from scgtl.data._sampling import check_labels, labelled_rows, sample_k_shot, support_rows
+from scgtl.data._sampling import labelled_rows, sample_k_shot, support_rows
 from scgtl.data._studies import Study, concat_studies, human_symbols
 from scgtl.data._units import (
-    check_library_sizes,
-    check_matrix,
-    check_units_name,
     library_sizes,
     log_expression,
 )
@@ -55,15 +48,6 @@ __all__ = [
     "CorpusCollection",
     "GeneAlignment",
     "align_genes",
-    "check_anndata",
-    "check_corpus",
-    "check_gene_subset",
-    "check_labels",
-    "check_layer",
-    "check_library_sizes",
-    "check_matrix",
-    "check_unique_genes",
-    "check_units_name",
     "concat_studies",
     "get_matrix",
     "highly_variable_genes",

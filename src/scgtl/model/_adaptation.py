@@ -14,22 +14,19 @@ import torch
 
 from scgtl._docs import doc
 from scgtl._settings import uses_threads
-from scgtl.data import (
-    align_genes,
-    check_anndata,
-    check_units_name,
-    row_sampler,
-    study_fingerprint,
-)
-from scgtl.train import check_training_settings, fit_masked_reconstruction
+from scgtl.data import align_genes, row_sampler, study_fingerprint
+from scgtl.data._checks import check_anndata
+from scgtl.data._units import check_units_name
+from scgtl.train import fit_masked_reconstruction
+from scgtl.train._few_shot import check_training_settings
 
 if TYPE_CHECKING:
     from anndata import AnnData
 
     from scgtl._constants import Units
 
-#: Default number of steps of :meth:`GTL.adapt`: with batches of 128, about one epoch of a 20,000-row
-#: corpus. Chosen on the PBMC-only developer models with their corpus (issue 26, item 3;
+#: Default number of steps of :meth:`GTL.adapt`: with batches of 128, about one epoch of a
+#: 20,000-row corpus. Chosen on the PBMC-only developer models with their corpus (issue 26, item 3;
 #: docs/research/benchmarks.md): 150 steps scored 0.6 points above 1,000 on average on seed-1
 #: episodes and again on seed 0, as 300 did, in a seventh of the time.
 ADAPT_STEPS = 150

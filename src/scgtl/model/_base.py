@@ -18,7 +18,8 @@ import torch
 from anndata import AnnData
 from scvi.model.base import BaseModelClass
 
-from scgtl.data import align_genes, check_units_name, iter_log_expression_views
+from scgtl.data import align_genes, iter_log_expression_views
+from scgtl.data._units import check_units_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

@@ -18,16 +18,12 @@ from scvi.model.base import BaseModelClass
 from scgtl._constants import DEFAULT_KEY_ADDED
 from scgtl._settings import uses_threads
 from scgtl._version import package_version
-from scgtl.data import align_genes, check_units_name
+from scgtl.data import align_genes
+from scgtl.data._units import check_units_name
 from scgtl.model._base import ScgtlModelMixin
 from scgtl.module import GTLClassifierModule
-from scgtl.train import (
-    UNKNOWN_LABEL,
-    UNKNOWN_LEVEL,
-    check_unknown,
-    conformal_threshold,
-    prototype_novelty,
-)
+from scgtl.train import UNKNOWN_LABEL, UNKNOWN_LEVEL, conformal_threshold, prototype_novelty
+from scgtl.train._calibration import check_unknown
 
 if TYPE_CHECKING:
     from scgtl._constants import Units

@@ -10,8 +10,9 @@ from scvi import REGISTRY_KEYS
 from scvi.data import AnnDataManager
 from scvi.data.fields import CategoricalObsField, LayerField, NumericalObsField
 
-from scgtl.data import N_TOP_GENES, check_corpus, check_library_sizes, training_genes
-from scgtl.data._checks import check_measured
+from scgtl.data import N_TOP_GENES, training_genes
+from scgtl.data._checks import check_corpus, check_measured
+from scgtl.data._units import check_library_sizes
 from scgtl.model._base import recording_setup_failure
 
 if TYPE_CHECKING:

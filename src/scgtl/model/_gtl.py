@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from scgtl._constants import Units
-    from scgtl.train import ResumePoint
+    from scgtl.train._checkpoint import ResumePoint
 
 
 @doc.dedent

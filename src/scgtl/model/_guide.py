@@ -12,13 +12,8 @@ from scgtl._docs import doc
 from scgtl._progress import progress_enabled
 from scgtl._settings import uses_threads
 from scgtl.guide import cluster_groups, guide_from_changes, sample_scout_tasks
-from scgtl.train import (
-    TrainingDisplay,
-    check_head_init,
-    check_training_settings,
-    estimate_scout_seconds,
-    run_scouts,
-)
+from scgtl.train import TrainingDisplay, estimate_scout_seconds, run_scouts
+from scgtl.train._few_shot import check_head_init, check_training_settings
 from scgtl.train._progress import SCOUTS
 
 if TYPE_CHECKING:

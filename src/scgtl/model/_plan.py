@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from scgtl._docs import doc
-from scgtl.train import check_head_init, check_training_settings, check_wide_weight
+from scgtl.train._few_shot import check_head_init, check_training_settings
+from scgtl.train._wide import check_wide_weight
 
 if TYPE_CHECKING:
     import torch

@@ -15,11 +15,12 @@ import torch
 
 from scgtl._docs import doc
 from scgtl._settings import uses_threads
-from scgtl.data import check_anndata, check_layer, check_units_name, support_rows
+from scgtl.data import support_rows
+from scgtl.data._checks import check_anndata, check_layer
+from scgtl.data._units import check_units_name
 from scgtl.model._classifier import GTLClassifier
 from scgtl.model._plan import FineTunePlan
 from scgtl.train import (
-    MAX_PCA_ROWS,
     StudyPCA,
     add_wide_path,
     calibration_record,
@@ -27,6 +28,7 @@ from scgtl.train import (
     fine_tune_networks,
     fit_linear_path,
 )
+from scgtl.train._wide import MAX_PCA_ROWS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

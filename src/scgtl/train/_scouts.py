@@ -85,7 +85,7 @@ def run_scouts(
         Encoders with buffers (BatchNorm) or other dropout variants run one after another.
     batch_size
         Scouts trained at once; default: as many as fit in
-        :data:`~scgtl.train.SCOUT_MEMORY_BYTES`.
+        ``SCOUT_MEMORY_BYTES`` (256 MiB).
     on_step
         Called after every optimiser step with the number of scouts it stepped (``batch_size``
         or fewer when batched, 1 otherwise): ``n_scouts * n_steps`` in all. For progress
