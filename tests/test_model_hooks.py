@@ -26,9 +26,7 @@ def _fine_tune(model, target, *, transductive=None, **plan_kwargs):
 def test_a_plan_object_and_its_dict_fine_tune_alike(gtl_model, pbmc_target):
     kwargs = dict(labels_key="bulk_labels", k_shot=3, seed=0, transductive=False)
     as_dict = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs={"n_steps": 7})
-    as_plan = gtl_model.fine_tune(
-        pbmc_target, **kwargs, plan_kwargs=scgtl.FineTunePlan(n_steps=7)
-    )
+    as_plan = gtl_model.fine_tune(pbmc_target, **kwargs, plan_kwargs=scgtl.FineTunePlan(n_steps=7))
     assert as_dict.fit_record_["n_steps"] == as_plan.fit_record_["n_steps"] == 7
     assert len(as_dict.fit_record_["losses"]) == 7
     pd.testing.assert_frame_equal(as_dict.predict_proba(), as_plan.predict_proba())
