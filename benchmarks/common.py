@@ -13,9 +13,9 @@ only. What is here:
   :func:`multi_models` (shipped_model.py's), :func:`tasks` (do_no_harm.py's targets with their
   models);
 - the study: :func:`study_parser`, :func:`run_study` and :func:`benchmark_targets`, the options
-  and the loop of do_no_harm.py and its variant scripts; :func:`run_episodes`, few_shot with a
-  script's ``--k-shots``, ``--n-episodes`` and ``--seed``; :func:`configure`, threads and quiet
-  logs.
+  and the loop of do_no_harm.py and its variant scripts, and :func:`study_few_shot`, their
+  few_shot call; :func:`run_episodes`, few_shot with a script's ``--k-shots``,
+  ``--n-episodes`` and ``--seed``; :func:`configure`, threads and quiet logs.
 """
 
 from __future__ import annotations
@@ -268,6 +268,25 @@ def run_episodes(
     )
 
 
+def study_few_shot(
+    model, target: ad.AnnData, labels_key: str, units: str, **kwargs
+) -> benchmark.FewShotResult:
+    """``scgtl.benchmark.few_shot`` as the studies of :data:`STUDY_TARGETS` run it.
+
+    Every baseline reads the target's own genes, and no progress bar is drawn; ``kwargs``
+    (``k_shots``, ``n_episodes``, ``seed``, ``methods``...) go to ``few_shot``.
+    """
+    return benchmark.few_shot(
+        model,
+        target,
+        labels_key=labels_key,
+        units=units,
+        baseline_genes="target",
+        progress=False,
+        **kwargs,
+    )
+
+
 def study_parser(
     description: str, methods, *, default_out: Path, only_these: bool = False
 ) -> argparse.ArgumentParser:
@@ -328,25 +347,23 @@ def benchmark_targets(
 ) -> None:
     """Benchmark ``methods`` on each target; save each result and ``out/overview.csv``.
 
-    Every baseline reads the target's own genes. ``models``: a folder caching the pre-trained
-    models (see :func:`pretrained`); ``model_kwargs``: options of every pre-trained
-    :class:`scgtl.GTL`. ``overview.csv``: mean balanced accuracy per k and over k, and mean
-    fit seconds, per method, regime and target.
+    Every baseline reads the target's own genes (:func:`study_few_shot`). ``models``: a folder
+    caching the pre-trained models (see :func:`pretrained`); ``model_kwargs``: options of every
+    pre-trained :class:`scgtl.GTL`. ``overview.csv``: mean balanced accuracy per k and over k,
+    and mean fit seconds, per method, regime and target.
     """
     rows = []
     for name, model, target, labels_key, units in tasks(targets, data_dir(), models, model_kwargs):
         start = time.perf_counter()
-        result = benchmark.few_shot(
+        result = study_few_shot(
             model,
             target,
-            labels_key=labels_key,
-            units=units,
+            labels_key,
+            units,
             k_shots=k_shots,
             n_episodes=n_episodes,
             seed=seed,
             methods=methods,
-            baseline_genes="target",
-            progress=False,
         )
         result.save(out / name, title=f"{name}: {title}")
         table = result.table

@@ -121,17 +121,15 @@ def report(args) -> None:
     studies = common.tasks(args.ece_targets, common.data_dir(), args.models)
     for name, model, target, labels_key, units in studies:
         start = time.perf_counter()
-        result = benchmark.few_shot(
+        result = common.study_few_shot(
             model,
             target,
-            labels_key=labels_key,
-            units=units,
+            labels_key,
+            units,
             k_shots=args.ece_k_shots,
             n_episodes=args.ece_episodes,
             seed=args.seed,
             methods=["gtl", "logreg"],
-            baseline_genes="target",
-            progress=False,
         )
         ece_rows.append(result.table.assign(target=name))
         means = result.table.groupby(["method", "k"])["ece"].mean().unstack("k")

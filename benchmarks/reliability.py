@@ -60,18 +60,16 @@ def main() -> None:
     studies = common.tasks(args.targets, common.data_dir(), args.models)
     for name, model, target, labels_key, units in studies:
         start = time.perf_counter()
-        result = benchmark.few_shot(
+        result = common.study_few_shot(
             model,
             target,
-            labels_key=labels_key,
-            units=units,
+            labels_key,
+            units,
             k_shots=args.k_shots,
             n_episodes=args.n_episodes,
             seed=args.seed,
             methods=args.methods,
-            baseline_genes="target",
             n_threads=args.threads,
-            progress=False,
         )
         result.save(args.out / name, title=f"{name}: calibration at k={k}")
         scgtl.pl.reliability(
