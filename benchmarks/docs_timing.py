@@ -10,6 +10,7 @@ checked by ``tests/test_tutorials.py``.)
 
 from __future__ import annotations
 
+import argparse
 import re
 import subprocess
 import sys
@@ -30,6 +31,8 @@ def page_code(path: Path, n_blocks: int | None) -> str:
 
 
 def main() -> None:
+    # No options; the parser answers --help instead of running the page.
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     for name, (path, n_blocks) in PAGES.items():
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()

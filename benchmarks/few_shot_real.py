@@ -21,23 +21,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import shutil
 import time
 from pathlib import Path
 
-import anndata as ad
+import common
 import matplotlib
 
-import scgtl
-from scgtl import benchmark, datasets
+from scgtl import benchmark
 
 matplotlib.use("Agg")
 
-REPO = Path(__file__).resolve().parents[1]
-TARGETS = ("mudan_ref", "pbmc68k_reduced", "yan")
-BASELINES = ("logreg", "pca_logreg", "pca_knn")
+TARGETS = common.PBMC_TARGETS
 ADAPTED_METHODS = (
     benchmark.FineTuneMethod(
         "gtl_adapted",
@@ -51,45 +46,6 @@ ADAPTED_METHODS = (
         description="plain fine-tuning after the same adaptation",
     ),
 )
-
-
-def data_dir() -> Path:
-    return Path(os.environ.get("SCGTL_DATA_DIR", REPO.parent / "shared" / "data"))
-
-
-def load_corpus(folder: Path) -> ad.AnnData:
-    """mudan_pbmcA + kang_stim, raw counts, inner join on gene names (checked by sha256)."""
-    parts = {
-        name: getattr(datasets, name)(data_dir=folder, download=False)
-        for name in ("mudan_pbmcA", "kang_stim")
-    }
-    for part in parts.values():
-        part.obs = part.obs[[]]
-    return ad.concat(parts, join="inner", label="source", index_unique="-")
-
-
-def load_target(name: str, folder: Path) -> tuple[ad.AnnData, str, str]:
-    """(target, labels_key, units), loaded through scgtl.datasets."""
-    if name == "pbmc68k_reduced":
-        full = datasets.pbmc68k_reduced(use_raw=True)
-        target = ad.AnnData(X=full.X, obs=full.obs[["bulk_labels"]].copy(), var=full.var.copy())
-        return target, "bulk_labels", "log1p"
-    target = getattr(datasets, name)(data_dir=folder, download=False)
-    return target, "cell_type", "normalized" if name == "yan" else "counts"
-
-
-def run_episodes(model, target, labels_key: str, units: str, args, **kwargs):
-    """``scgtl.benchmark.few_shot`` with the script's k, episodes and seed (``args``)."""
-    return benchmark.few_shot(
-        model,
-        target,
-        labels_key=labels_key,
-        k_shots=args.k_shots,
-        n_episodes=args.n_episodes,
-        seed=args.seed,
-        units=units,
-        **kwargs,
-    )
 
 
 def main() -> None:
@@ -110,21 +66,20 @@ def main() -> None:
     parser.add_argument(
         "--no-adapt", dest="adapt", action="store_false", help="skip the target-adaptation run"
     )
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results")
-    parser.add_argument("--plots", type=Path, default=REPO / "docs" / "_static" / "benchmarks")
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
+    parser.add_argument(
+        "--plots", type=Path, default=common.REPO / "docs" / "_static" / "benchmarks"
+    )
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-    scgtl.settings.n_threads = args.threads
+    common.configure(args.threads, progress_bar=None)  # keeps the few-shot progress display
     run(args)
 
 
 def run(args: argparse.Namespace) -> None:
-    folder = data_dir()
+    folder = common.data_dir()
     timings = {}
     start = time.perf_counter()
-    corpus = load_corpus(folder)
+    corpus = common.load_corpus(folder)
     model = benchmark.pretrain(
         corpus,
         units="counts",
@@ -137,9 +92,9 @@ def run(args: argparse.Namespace) -> None:
     print(f"pre-trained on {corpus.n_obs} x {corpus.n_vars} in {timings['pretrain_seconds']:.0f} s")
     args.plots.mkdir(parents=True, exist_ok=True)
     for name in args.targets:
-        target, labels_key, units = load_target(name, folder)
+        target, labels_key, units = common.load_target(name, folder)
         t0 = time.perf_counter()
-        result = run_episodes(
+        result = common.run_episodes(
             model,
             target,
             labels_key,
@@ -157,13 +112,13 @@ def run(args: argparse.Namespace) -> None:
             print("  " + line)
         if args.adapt:
             t0 = time.perf_counter()
-            adapted = run_episodes(
+            adapted = common.run_episodes(
                 model,
                 target,
                 labels_key,
                 units,
                 args,
-                methods=[*ADAPTED_METHODS, *BASELINES],
+                methods=[*ADAPTED_METHODS, *common.BASELINES],
                 transductive_reference="gtl_adapted",
                 n_threads=args.threads,
                 baseline_genes=args.baseline_genes,

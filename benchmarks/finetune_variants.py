@@ -37,21 +37,19 @@ Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 import torch
-from few_shot_real import TARGETS, data_dir, load_corpus, load_target, run_episodes
 
-import scgtl
 from scgtl import benchmark
 from scgtl.benchmark import FewShotTask, FineTuneMethod, Method
 from scgtl.guide import apply_temperature
 
-REPO = Path(__file__).resolve().parents[1]
+TARGETS = common.PBMC_TARGETS
 
 
 class VariantFineTune(FineTuneMethod):
@@ -209,27 +207,23 @@ def main() -> None:
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument(
-        "--out", type=Path, default=REPO / "benchmarks" / "results" / "finetune_variants"
-    )
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "finetune_variants")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    common.configure(args.threads, progress_bar=None)
     args.out.mkdir(parents=True, exist_ok=True)
-    folder = data_dir()
+    folder = common.data_dir()
     methods = [FineTuneMethod("gtl"), FineTuneMethod("finetune", use_guide=False)]
     methods += [m for group in args.groups for m in GROUPS[group]]
     # One file per set of groups, so that two sets can run at once (one core each).
     csv = args.out / f"variants_{'_'.join(args.groups)}.csv"
     tables = []
-    scgtl.settings.n_threads = args.threads
     model = benchmark.pretrain(
-        load_corpus(folder), units="counts", n_hvg=2000, seed=args.seed, progress=False
+        common.load_corpus(folder), units="counts", n_hvg=2000, seed=args.seed, progress=False
     )
     for target_name in TARGETS:
-        target, labels_key, units = load_target(target_name, folder)
+        target, labels_key, units = common.load_target(target_name, folder)
         start = time.perf_counter()
-        result = run_episodes(
+        result = common.run_episodes(
             model, target, labels_key, units, args, methods=methods, progress=False
         )
         tables.append(result.table.assign(target=target_name))

@@ -26,22 +26,23 @@ mudan_ref: gtl, logreg, pca_logreg, k = 1, 3, 5, 5 episodes).
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
 import anndata as ad
+import common
 import matplotlib
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from do_no_harm import pretrained
-from few_shot_real import data_dir, load_corpus
+import torch
 from scipy import sparse, stats
 from sklearn.metrics import balanced_accuracy_score
 
 import scgtl
 from scgtl import benchmark, datasets
+from scgtl.data import align_genes, check_library_sizes, read_log_expression
+from scgtl.guide import cluster_groups
 
 matplotlib.use("Agg")
 
@@ -83,24 +84,18 @@ def scout_detection(model) -> pd.Series:
     """In how many scouts each gene is non-zero in at least one of the scout's cells.
 
     Redraws the scouts' cells as ``compute_guide`` drew them, from the settings the model
-    stored (the same seeded pool, K-means groups and tasks; private steps of the model, which a
-    research script may use). A gene that is zero in all of a scout's cells gives its
-    first-layer weights no gradient in that scout, so they do not move there.
+    stored (the same seeded pool, groups and tasks), with public steps only: the pool's rows
+    read as the model reads its corpus (:func:`pool_expression`), their groups
+    (:func:`pool_groups`). A gene that is zero in all of a scout's cells gives its first-layer
+    weights no gradient in that scout, so they do not move there.
     """
     settings = model.guide_settings_
     corpus, seed = model.adata, settings["seed"]
     rng = np.random.default_rng(seed)
     size = min(settings["max_cells"], corpus.n_obs)
     pool = np.sort(rng.choice(corpus.n_obs, size=size, replace=False))
-    x = model._read_rows(
-        corpus,
-        layer=model.layer,
-        units=model.units,
-        indices=pool,
-        library_size=model._stored_library_sizes(corpus, model.units),
-        warn=False,
-    )
-    groups = model._scout_groups(corpus, pool, x, n_clusters=settings["n_clusters"], seed=seed)
+    x = pool_expression(model, corpus, pool)
+    groups = pool_groups(model, corpus, pool, x, n_clusters=settings["n_clusters"], seed=seed)
     tasks = scgtl.guide.sample_scout_tasks(
         groups,
         n_scouts=settings["n_scouts"],
@@ -110,6 +105,55 @@ def scout_detection(model) -> pd.Series:
     )
     expressed = sum((x[task.indices] != 0).any(dim=0).numpy().astype(int) for task in tasks)
     return pd.Series(expressed, index=model.gene_names, name="scouts_expressing")
+
+
+def pool_expression(model, corpus: ad.AnnData, pool: np.ndarray) -> torch.Tensor:
+    """The ``pool`` rows of the model's corpus as log expression over its genes.
+
+    As ``compute_guide`` reads them: the model's layer and units, library sizes from the
+    corpus column the model registered (``library_size_key``; ``None``: row sums), no warning
+    for corpus genes the model does not keep.
+    """
+    key = model.library_size_key
+    library = None
+    if key is not None and model.units != "log1p" and key in corpus.obs:
+        library = check_library_sizes(corpus.obs[key], model.units, key=key)
+    return read_log_expression(
+        corpus,
+        layer=model.layer,
+        units=model.units,
+        alignment=align_genes(corpus.var_names, model.gene_names, warn=False),
+        indices=pool,
+        batch_size=4096,
+        device=model.module.device,
+        library_size=library,
+    )
+
+
+def pool_groups(
+    model, corpus: ad.AnnData, pool: np.ndarray, x: torch.Tensor, *, n_clusters: int, seed: int
+) -> np.ndarray:
+    """The scouts' classes of the ``pool`` rows, as ``compute_guide`` without ``groups_key``.
+
+    The model's labels where it has a labels column (unlabelled rows: ``"cluster <c>"``);
+    elsewhere K-means clusters (:func:`scgtl.guide.cluster_groups`) of the pool's latent codes.
+    """
+    if model.labels_key is None:
+        return _clusters(model, x, n_clusters=n_clusters, seed=seed)
+    labels = corpus.obs[model.labels_key].iloc[pool]
+    unlabelled = labels.isna().to_numpy()
+    groups = labels.astype(str).to_numpy().astype(object)
+    if unlabelled.any():
+        clusters = _clusters(model, x[unlabelled], n_clusters=n_clusters, seed=seed)
+        groups[unlabelled] = [f"cluster {c}" for c in clusters]
+    return groups.astype(str)
+
+
+def _clusters(model, x: torch.Tensor, *, n_clusters: int, seed: int) -> np.ndarray:
+    """K-means clusters of the latent codes of ``x``, embedded in chunks as the model does."""
+    model.module.eval()
+    latent = torch.cat([model.module.embed(chunk) for chunk in x.split(4096)])
+    return cluster_groups(latent.cpu().numpy(), n_clusters=n_clusters, seed=seed)
 
 
 def mudan_markers(folder: Path, genes: pd.Index, n_per_type: int = 20) -> dict[str, list[str]]:
@@ -156,7 +200,7 @@ def group_line(name: str, frame: pd.DataFrame, genes, within: pd.Series) -> str:
 def analyse(model, folder: Path, out: Path) -> pd.DataFrame:
     """The plasticity table with corpus statistics, and the Markdown summary."""
     frame = scgtl.tl.gene_plasticity(model)
-    corpus = load_corpus(folder)
+    corpus = common.load_corpus(folder)
     corpus_genes = corpus.var_names.to_series()
     corpus_mt = int(corpus_genes.str.startswith("MT-").sum())
     corpus_ribo = int(corpus_genes.str.match(RIBOSOMAL).sum())
@@ -190,11 +234,11 @@ def analyse(model, folder: Path, out: Path) -> pd.DataFrame:
         rho, p = stats.spearmanr(frame["mean"], frame[column])
         rho_max, _ = stats.spearmanr(frame["max"], frame[column])
         lines.append(f"| {column} | {rho:.3f} | {p:.1g} | {rho_max:.3f} |")
-    common = frame[frame["detected"] >= frame["detected"].median()]
-    rho, p = stats.spearmanr(common["mean"], common["detected"])
+    detected = frame[frame["detected"] >= frame["detected"].median()]
+    rho, p = stats.spearmanr(detected["mean"], detected["detected"])
     lines += [
         "",
-        f"Among the {len(common)} genes detected in at least the median fraction of cells "
+        f"Among the {len(detected)} genes detected in at least the median fraction of cells "
         f"({frame['detected'].median():.3f}): rho(mean plasticity, detected) = {rho:.3f} "
         f"(p = {p:.1g}).",
         "",
@@ -288,22 +332,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=Path, default=None, help="folder of cached models")
     parser.add_argument("--results", type=Path, default=None, help="a benchmark's results.csv")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/gene_plasticity"))
-    parser.add_argument("--figures", type=Path, default=Path("docs/_static/pl"))
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "gene_plasticity")
+    parser.add_argument("--figures", type=Path, default=common.REPO / "docs" / "_static" / "pl")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    scgtl.settings.n_threads = args.threads
-    scgtl.settings.progress_bar = False
+    common.configure(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    folder = data_dir()
+    folder = common.data_dir()
 
     def pretrain():
-        return benchmark.pretrain(load_corpus(folder), units="counts", n_hvg=2000, seed=0)
+        return benchmark.pretrain(common.load_corpus(folder), units="counts", n_hvg=2000, seed=0)
 
     start = time.perf_counter()
-    model = pretrained("pbmc_corpus", pretrain, args.models)
+    model = common.pretrained("pbmc_corpus", pretrain, args.models)
     frame = analyse(model, folder, args.out)
     draw_figures(model, frame, folder, args.results, args.figures)
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)

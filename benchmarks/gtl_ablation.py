@@ -16,24 +16,21 @@ Data: $SCGTL_DATA_DIR, or ../shared/data beside the repository.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 import pretraining_variants as variants
 import scvi
-from few_shot_real import BASELINES, TARGETS, data_dir, load_corpus, load_target, run_episodes
 
-import scgtl
 from scgtl import GTL
-from scgtl.benchmark import FineTuneMethod
-from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, select_genes
+from scgtl.benchmark import LIBRARY_SIZE_KEY, FineTuneMethod, select_genes
 from scgtl.data import align_genes, get_matrix, library_sizes, read_log_expression
 from scgtl.module import GTLModule
 
-REPO = Path(__file__).resolve().parents[1]
+TARGETS = common.PBMC_TARGETS
 
 #: scvi-tools' TrainingPlan defaults, which the model used before the engineering study.
 SCVI_OPTIMIZER = {"eps": 0.01, "weight_decay": 0.0}
@@ -227,7 +224,7 @@ def methods(settings: dict) -> list[FineTuneMethod | str]:
         FineTuneMethod("finetune", use_guide=False, **kwargs),
     ]
     if settings.get("genes") == "target":
-        return [*fine_tuned, *BASELINES]
+        return [*fine_tuned, *common.BASELINES]
     return fine_tuned
 
 
@@ -334,27 +331,26 @@ def main() -> None:
     parser.add_argument("--n-episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "ablation")
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "ablation")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
-    folder = data_dir()
-    corpus = load_corpus(folder)
+    folder = common.data_dir()
+    corpus = common.load_corpus(folder)
     genes = select_genes(corpus, n_hvg=2000, units="counts")
-    targets = {name: load_target(name, folder) for name in TARGETS}
+    targets = {name: common.load_target(name, folder) for name in TARGETS}
     csv = args.out / "ablation.csv"
     # Runs of other configurations are kept, so variants can be measured later.
     tables = [pd.read_csv(csv)] if csv.exists() else []
     tables = [t[~t["config"].isin(args.configs)] for t in tables]
-    scgtl.settings.n_threads = args.threads
+    # Threads set after the gene selection, where the published rows set them.
+    common.configure(args.threads, progress_bar=None)
     for name, _, config in ALL:
         if name not in args.configs:
             continue
         start = time.perf_counter()
         models = models_per_target(corpus, genes, targets, config, args.seed)
         for target_name, (target, labels_key, units) in targets.items():
-            result = run_episodes(
+            result = common.run_episodes(
                 models[target_name],
                 target,
                 labels_key,

@@ -9,6 +9,8 @@ plain fine-tuning is the reference. Nothing here changes the package's defaults.
 
 from __future__ import annotations
 
+import argparse
+
 import pandas as pd
 
 import scgtl
@@ -24,6 +26,8 @@ TEMPERATURES = {
 
 
 def main() -> None:
+    # No options; the parser answers --help instead of starting the study.
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args()
     corpus, target = default_task()
     model = pretrain(corpus, units="log1p", n_hvg=None, progress=False)
     rows = []

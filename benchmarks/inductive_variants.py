@@ -13,17 +13,17 @@ study's genes). These variants change the network and keep the rest:
 
 Same targets, episodes and settings as do_no_harm.py:
 
-    cd benchmarks && python inductive_variants.py --seed 1 --out results/inductive_variants
-    cd benchmarks && python inductive_variants.py --seed 1 --n-latent 256 \
-        --methods gtl gtl_network --out results/inductive_variants_latent256
+    python benchmarks/inductive_variants.py --seed 1 --out benchmarks/results/inductive_variants
+    python benchmarks/inductive_variants.py --seed 1 --n-latent 256 \
+        --methods gtl gtl_network --out benchmarks/results/inductive_variants_latent256
 
 Writes <out>/<target>/ and <out>/overview.csv, as do_no_harm.py.
 """
 
 from __future__ import annotations
 
+import common
 import torch
-from do_no_harm import run_study, study_parser
 
 from scgtl import benchmark
 
@@ -70,12 +70,15 @@ def variants() -> dict[str, benchmark.Method]:
 
 def main() -> None:
     chosen = variants()
-    parser = study_parser(
-        __doc__.splitlines()[0], chosen, only_these=True, default_out="results/inductive_variants"
+    parser = common.study_parser(
+        __doc__.splitlines()[0],
+        chosen,
+        only_these=True,
+        default_out=common.RESULTS / "inductive_variants",
     )
     parser.add_argument("--n-latent", type=int, default=None, help="pre-train with this latent")
     args = parser.parse_args()
-    run_study(
+    common.run_study(
         args,
         [chosen[name] for name in args.methods],
         title="inductive variants",

@@ -33,27 +33,28 @@ The pre-trained models are those of benchmarks/do_no_harm.py (`--models` reuses 
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 import torch
-from do_no_harm import tasks
-from few_shot_real import data_dir
 from scipy.special import log_softmax, logsumexp, softmax
 from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-import scgtl
 from scgtl import benchmark
-from scgtl.benchmark import expected_calibration_error
-from scgtl.benchmark._episodes import make_episodes
-from scgtl.benchmark._few_shot import _quiet
-from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
-from scgtl.benchmark._novelty import left_out_episodes
+from scgtl.benchmark import (
+    FewShotTask,
+    TargetData,
+    builtin_methods,
+    expected_calibration_error,
+    left_out_episodes,
+    make_episodes,
+    quiet,
+)
 from scgtl.data import align_genes, iter_log_expression
 from scgtl.train import (
     class_prototypes,
@@ -82,12 +83,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", type=Path, default=None)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/novelty"))
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "novelty")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    scgtl.settings.n_threads = args.threads
-    scgtl.settings.progress_bar = False
+    common.configure(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.choose:
         choose(args)
@@ -99,8 +97,8 @@ def main() -> None:
 def report(args) -> None:
     """The novelty protocol and the ECE of the few-shot benchmark, package defaults."""
     tables, summaries = [], []
-    for name, model, target, labels_key, units in tasks(
-        args.novelty_targets, data_dir(), args.models
+    for name, model, target, labels_key, units in common.tasks(
+        args.novelty_targets, common.data_dir(), args.models
     ):
         n_classes = target.obs[labels_key].value_counts().ge(args.k_shot + 1).sum()
         start = time.perf_counter()
@@ -120,19 +118,18 @@ def report(args) -> None:
         print(f"{name} novelty ({time.perf_counter() - start:.0f} s)", flush=True)
         print(summary.round(3).to_string(), flush=True)
     ece_rows = []
-    for name, model, target, labels_key, units in tasks(args.ece_targets, data_dir(), args.models):
+    studies = common.tasks(args.ece_targets, common.data_dir(), args.models)
+    for name, model, target, labels_key, units in studies:
         start = time.perf_counter()
-        result = benchmark.few_shot(
+        result = common.study_few_shot(
             model,
             target,
-            labels_key=labels_key,
-            units=units,
+            labels_key,
+            units,
             k_shots=args.ece_k_shots,
             n_episodes=args.ece_episodes,
             seed=args.seed,
             methods=["gtl", "logreg"],
-            baseline_genes="target",
-            progress=False,
         )
         ece_rows.append(result.table.assign(target=name))
         means = result.table.groupby(["method", "k"])["ece"].mean().unstack("k")
@@ -153,21 +150,14 @@ def markdown(summaries, ece: pd.DataFrame, args) -> str:
         frame = pd.concat(summaries)
         lines += [f"## One class left out, k = {args.k_shot} (mean over left-out classes)", ""]
         columns = ["target", "method", "n_episodes", *frame.columns[3:-1]]
-        lines += [_table(frame[columns].round(3)), ""]
+        lines += [benchmark.markdown_table(frame[columns].round(3)), ""]
     if not ece.empty:
         lines += ["## ECE of the few-shot benchmark (mean over episodes)", ""]
         wide = ece.groupby(["target", "method", "k"])["ece"].mean().unstack("k").round(3)
         wide.columns = [f"k={k}" for k in wide.columns]
         wide["mean"] = wide.mean(axis=1).round(3)
-        lines += [_table(wide.reset_index()), ""]
+        lines += [benchmark.markdown_table(wide.reset_index()), ""]
     return "\n".join(lines)
-
-
-def _table(frame: pd.DataFrame) -> str:
-    header = "| " + " | ".join(map(str, frame.columns)) + " |"
-    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(map(str, row)) + " |" for row in frame.to_numpy()]
-    return "\n".join([header, rule, *body])
 
 
 # --------------------------------------------------------------------------------- the choice
@@ -261,9 +251,9 @@ def choose(args) -> None:
     """Candidate scores, "auto" rules and calibration on ``args.seed``'s episodes."""
     candidates, autos, calibration = [], [], []
     gtl = builtin_methods()["gtl"]
-    with _quiet():
-        for name, model, target, labels_key, units in tasks(
-            args.novelty_targets, data_dir(), args.models
+    with quiet():
+        for name, model, target, labels_key, units in common.tasks(
+            args.novelty_targets, common.data_dir(), args.models
         ):
             data = target_data(model, target, labels_key, units)
             pretrained = model.get_latent_representation(target, units=units)
@@ -392,9 +382,9 @@ def few_shot_calibration(args) -> None:
     """ECE of gtl with and without its temperature and of logreg, on few-shot episodes."""
     rows = []
     gtl = builtin_methods()["gtl"]
-    with _quiet():
-        for name, model, target, labels_key, units in tasks(
-            args.ece_targets, data_dir(), args.models
+    with quiet():
+        for name, model, target, labels_key, units in common.tasks(
+            args.ece_targets, common.data_dir(), args.models
         ):
             data = target_data(model, target, labels_key, units)
             labels = data.labels

@@ -46,14 +46,15 @@ import argparse
 import time
 from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
 from scipy.special import softmax
-from shipped_model import TARGETS, load_target, multi_models, pbmc_model
 
 import scgtl
-from scgtl import benchmark, datasets
+from scgtl import benchmark
 
+TARGETS = common.LEAVE_ONE_OUT_TARGETS
 DEVELOPER_TARGETS = ("mudan_ref", "kang_stim", "yan", "pbmc68k_reduced")
 #: Fractions of the study's genes a query keeps (``--missing-genes``).
 MISSING_FRACTIONS = (0.02, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
@@ -115,9 +116,10 @@ def model_for(target: str, folder: Path, cache: Path, *, corpus_models: bool = F
     ``corpus_models``: the PBMC-only model instead, with its corpus attached (a user's own).
     """
     if corpus_models:
-        return pbmc_model(TARGETS[target][1], folder, cache)
+        return common.pbmc_model(TARGETS[target][1], folder, cache)
     left_out = TARGETS[target][0]
-    multi_models(left_out, folder, cache, variants=False, n_top_genes=None)  # built if missing
+    # Built if missing.
+    common.multi_models(left_out, folder, cache, variants=False, n_top_genes=None)
     name = f"multi_without_{left_out}" if left_out else "multi_full"
     return scgtl.GTL.load(cache / name)
 
@@ -126,7 +128,7 @@ def run(args) -> pd.DataFrame:
     folder = Path(args.data_dir)
     rows = []
     for target_name in args.targets:
-        study, labels_key, units = load_target(target_name, folder)
+        study, labels_key, units = common.load_study(target_name, folder)
         model = model_for(target_name, folder, args.models, corpus_models=args.corpus_models)
         start = time.perf_counter()
         res = benchmark.few_shot(
@@ -155,7 +157,7 @@ def run_novelty(args) -> pd.DataFrame:
     folder = Path(args.data_dir)
     rows = []
     for target_name in NOVELTY_TARGETS:
-        study, labels_key, units = load_target(target_name, folder)
+        study, labels_key, units = common.load_study(target_name, folder)
         model = model_for(target_name, folder, args.models)
         n_classes = study.obs[labels_key].nunique()
         table = benchmark.novelty(
@@ -177,7 +179,7 @@ def run_missing_genes(args) -> pd.DataFrame:
     folder = Path(args.data_dir)
     rows = []
     for target_name in args.targets:
-        study, labels_key, units = load_target(target_name, folder)
+        study, labels_key, units = common.load_study(target_name, folder)
         model = model_for(target_name, folder, args.models)
         labels = study.obs[labels_key].astype(str).to_numpy()
         for seed in args.seeds:
@@ -325,13 +327,11 @@ def main() -> None:
     parser.add_argument(
         "--models",
         type=Path,
-        default=Path("benchmarks/results/models_shipped"),
+        default=common.RESULTS / "models_shipped",
         help="shipped_model.py's model cache",
     )
-    parser.add_argument(
-        "--data-dir", default=str(datasets._download.data_dir() or "../shared/data")
-    )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/plain_call"))
+    parser.add_argument("--data-dir", default=str(common.data_dir()))
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "plain_call")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scgtl.settings.n_threads = args.threads

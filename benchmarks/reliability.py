@@ -17,17 +17,14 @@ per target and method) and <out>/ece.md (the same as a Markdown table).
 
 from __future__ import annotations
 
-import logging
 import time
 
+import common
 import matplotlib
 import pandas as pd
-from do_no_harm import study_parser, tasks
-from few_shot_real import data_dir
 
 import scgtl
 from scgtl import benchmark
-from scgtl.benchmark._report import _markdown_table
 
 matplotlib.use("Agg")
 
@@ -52,31 +49,27 @@ def ece_rows(name: str, result: benchmark.FewShotResult, k: int) -> pd.DataFrame
 
 
 def main() -> None:
-    parser = study_parser(
-        __doc__.splitlines()[0], METHODS, default_out="benchmarks/results/reliability"
+    parser = common.study_parser(
+        __doc__.splitlines()[0], METHODS, default_out=common.RESULTS / "reliability"
     )
     parser.set_defaults(targets=list(TARGETS), k_shots=[5])
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    scgtl.settings.n_threads = args.threads
-    scgtl.settings.progress_bar = False
+    common.configure(args.threads)
     k = max(args.k_shots)
     rows = []
-    for name, model, target, labels_key, units in tasks(args.targets, data_dir(), args.models):
+    studies = common.tasks(args.targets, common.data_dir(), args.models)
+    for name, model, target, labels_key, units in studies:
         start = time.perf_counter()
-        result = benchmark.few_shot(
+        result = common.study_few_shot(
             model,
             target,
-            labels_key=labels_key,
-            units=units,
+            labels_key,
+            units,
             k_shots=args.k_shots,
             n_episodes=args.n_episodes,
             seed=args.seed,
             methods=args.methods,
-            baseline_genes="target",
             n_threads=args.threads,
-            progress=False,
         )
         result.save(args.out / name, title=f"{name}: calibration at k={k}")
         scgtl.pl.reliability(
@@ -95,7 +88,7 @@ def main() -> None:
         pooled_ece=table["pooled_ece"].map("{:.3f}".format),
         mean_episode_ece=table["mean_episode_ece"].map("{:.3f}".format),
     )
-    (args.out / "ece.md").write_text(_markdown_table(shown) + "\n")
+    (args.out / "ece.md").write_text(benchmark.markdown_table(shown) + "\n")
 
 
 if __name__ == "__main__":

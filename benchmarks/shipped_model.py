@@ -22,105 +22,16 @@ models for the next run. Writes
 from __future__ import annotations
 
 import argparse
-import copy
 import time
 from pathlib import Path
 
-import anndata as ad
+import common
 import pandas as pd
 
 import scgtl
-from scgtl import benchmark, datasets, models
+from scgtl import benchmark
 
-#: target -> (study left out of the multi-study corpus or None, PBMC-only corpus)
-TARGETS = {
-    "mudan_ref": ("Zheng_2017_sorted", "pbmc"),
-    "kang_stim": ("Kang_2018", "pbmcA"),
-    "yan": ("Yan_2013", "pbmc"),
-    "pbmc68k_reduced": (None, "pbmc"),
-    "Baron_2016": ("Baron_2016", "pbmc"),
-    "Darmanis_2015": ("Darmanis_2015", "pbmc"),
-}
-BASELINES = ("logreg", "pca_logreg", "pca_knn")
-
-
-def load_target(name: str, folder: Path) -> tuple[ad.AnnData, str, str]:
-    """(study, labels_key, units) of a target, read through scgtl.datasets (sha256-checked)."""
-    if name == "pbmc68k_reduced":
-        full = datasets.pbmc68k_reduced(use_raw=True)
-        return (
-            ad.AnnData(X=full.X, obs=full.obs[["bulk_labels"]].copy(), var=full.var.copy()),
-            ("bulk_labels"),
-            "log1p",
-        )
-    if name in ("Baron_2016", "Darmanis_2015"):
-        atlas = datasets.human_atlas_subsample(data_dir=folder)
-        rows = atlas[atlas.obs["dataset"] == name]
-        study = rows[:, rows.var[f"in_{name}"].to_numpy(dtype=bool)].copy()
-        study.obs["cell_type"] = study.obs["cell_type"].astype(str).astype("category")
-        return study, "cell_type", "normalized"
-    study = getattr(datasets, name)(data_dir=folder, download=False)
-    labels_key = "stim" if name == "kang_stim" else "cell_type"
-    return study, labels_key, study.uns["scgtl_units"]
-
-
-def cached(cache: Path | None, name: str, build):
-    """``build()``'s model, kept with its corpus under ``cache/name`` (deterministic per seed)."""
-    if cache is not None and (cache / name / "model.pt").exists():
-        return scgtl.GTL.load(cache / name, adata=_cached_corpus(cache / name))
-    model = build()
-    if cache is not None:
-        model.save(cache / name, overwrite=True, save_anndata=True)
-    return model
-
-
-def _cached_corpus(path: Path) -> ad.AnnData:
-    return ad.read_h5ad(path / "adata.h5ad")
-
-
-def pbmc_model(kind: str, folder: Path, cache: Path | None):
-    """Today's PBMC-only model (do_no_harm.py's recipe)."""
-    names = ("mudan_pbmcA",) if kind == "pbmcA" else ("mudan_pbmcA", "kang_stim")
-
-    def build():
-        parts = {n: getattr(datasets, n)(data_dir=folder, download=False) for n in names}
-        for part in parts.values():
-            part.obs = part.obs[[]]
-        corpus = ad.concat(parts, join="inner", label="source", index_unique="-")
-        return benchmark.pretrain(corpus, units="counts", n_hvg=2000, seed=0)
-
-    return cached(cache, "mudan_pbmcA" if kind == "pbmcA" else "pbmc_corpus", build)
-
-
-def multi_models(
-    left_out: str | None, folder: Path, cache: Path | None, variants: bool, n_top_genes: int | None
-) -> dict:
-    """The multi-study model without ``left_out``, and with --variants its two variants."""
-    exclude = () if left_out is None else (left_out,)
-    suffix = f"without_{left_out}" if left_out else "full"
-    if n_top_genes is not None:
-        suffix += f"_{n_top_genes}_genes"
-
-    def build():
-        corpus = models.build_corpus(data_dir=folder, exclude=exclude)
-        genes = {} if n_top_genes is None else {"n_top_genes": n_top_genes}
-        return models.pretrain_corpus(corpus, progress=False, **genes)
-
-    model = cached(cache, f"multi_{suffix}", build)
-    name = "multi_study" if n_top_genes is None else f"multi_study_{n_top_genes}_genes"
-    out = {name: model}
-    if variants:
-        clusters = copy.deepcopy(model)  # the same pre-training; only the scouts' classes differ
-        clusters.compute_guide(groups_key=None, seed=0, progress=False)
-        out["multi_study_clusters"] = clusters
-        out["multi_study_human"] = cached(
-            cache,
-            f"multi_{suffix}_human",
-            lambda: models.build_model(
-                data_dir=folder, exclude=exclude, species=("human",), progress=False
-            ),
-        )
-    return out
+TARGETS = common.LEAVE_ONE_OUT_TARGETS
 
 
 def run(args) -> None:
@@ -128,15 +39,15 @@ def run(args) -> None:
     rows = []
     for target_name in args.targets:
         left_out, pbmc_kind = TARGETS[target_name]
-        target, labels_key, units = load_target(target_name, folder)
+        target, labels_key, units = common.load_study(target_name, folder)
         start = time.perf_counter()
-        candidates = {"pbmc_only": pbmc_model(pbmc_kind, folder, args.models)}
+        candidates = {"pbmc_only": common.pbmc_model(pbmc_kind, folder, args.models)}
         candidates.update(
-            multi_models(left_out, folder, args.models, args.variants, args.n_top_genes)
+            common.multi_models(left_out, folder, args.models, args.variants, args.n_top_genes)
         )
         print(f"{target_name}: models ready in {time.perf_counter() - start:.0f} s", flush=True)
         for i, (model_name, model) in enumerate(candidates.items()):
-            methods = ["gtl", *BASELINES] if i == 0 else ["gtl"]
+            methods = ["gtl", *common.BASELINES] if i == 0 else ["gtl"]
             res = benchmark.few_shot(
                 model,
                 target,
@@ -187,10 +98,8 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true")
     parser.add_argument("--n-top-genes", type=int, help="genes of the multi-study models")
     parser.add_argument("--models", type=Path, help="keep the pre-trained models here")
-    parser.add_argument(
-        "--data-dir", default=str(datasets._download.data_dir() or "../shared/data")
-    )
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/shipped_model"))
+    parser.add_argument("--data-dir", default=str(common.data_dir()))
+    parser.add_argument("--out", type=Path, default=common.RESULTS / "shipped_model")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     scgtl.settings.n_threads = args.threads

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import common
 import torch
-from shipped_model import load_target
 
 import scgtl
 from scgtl import benchmark, models
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--full", type=Path, help="a saved float32 build of the shipped model")
     parser.add_argument("--targets", nargs="+", default=["pbmc68k_reduced", "mudan_ref"])
     parser.add_argument("--n-episodes", type=int, default=20)
-    parser.add_argument("--data-dir", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--data-dir", type=Path, default=common.data_dir())
     args = parser.parse_args()
     scgtl.settings.progress_bar = False
     full = scgtl.GTL.load(args.full) if args.full else models.build_model(data_dir=args.data_dir)
@@ -35,7 +35,7 @@ def main() -> None:
             assert torch.equal(weights[name].half().float(), value), name
     print("the shipped file holds the float32 build's weights rounded to float16")
     for target_name in args.targets:
-        target, labels_key, units = load_target(target_name, args.data_dir)
+        target, labels_key, units = common.load_study(target_name, args.data_dir)
         for label, model in (("float32", full), ("float16", half)):
             res = benchmark.few_shot(
                 model, target, labels_key=labels_key, units=units, k_shots=(1, 3, 5),

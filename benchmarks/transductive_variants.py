@@ -20,7 +20,7 @@ the graph a scanpy user has in `obsp["connectivities"]` (`sc.pp.neighbors` on th
 15 neighbours, UMAP weights). `spread_connectivities_self_train_gtl_transductive`: the two
 together, self-training first. Same targets and episodes as do_no_harm.py.
 
-    cd benchmarks && python transductive_variants.py --out results/transductive_variants
+    python benchmarks/transductive_variants.py --out benchmarks/results/transductive_variants
 
 Writes <out>/<target>/ and <out>/overview.csv, as do_no_harm.py.
 """
@@ -28,10 +28,10 @@ Writes <out>/<target>/ and <out>/overview.csv, as do_no_harm.py.
 from __future__ import annotations
 
 import anndata as ad
+import common
 import numpy as np
 import pandas as pd
 import scanpy as sc
-from do_no_harm import run_study, study_parser
 from scipy import sparse
 from sklearn.neighbors import kneighbors_graph
 
@@ -222,14 +222,14 @@ def variants() -> dict[str, benchmark.Method]:
 
 def main() -> None:
     chosen = variants()
-    parser = study_parser(
+    parser = common.study_parser(
         __doc__.splitlines()[0],
         chosen,
         only_these=True,
-        default_out="results/transductive_variants",
+        default_out=common.RESULTS / "transductive_variants",
     )
     args = parser.parse_args()
-    run_study(args, [chosen[name] for name in args.methods], title="transductive variants")
+    common.run_study(args, [chosen[name] for name in args.methods], title="transductive variants")
 
 
 if __name__ == "__main__":

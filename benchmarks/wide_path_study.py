@@ -10,26 +10,24 @@ rules on these files without re-fitting anything. Run it before the wide path wa
     python benchmarks/wide_path_study.py kang,mudan_ref,pbmc68k_reduced,yan,default 20
     python benchmarks/wide_path_rules.py
 
-Writes benchmarks/results/wide_path_study/ (store_<target>.pkl, table_<target>.csv).
+Writes benchmarks/results/wide_path_study/ (store_<target>.pkl, table_<target>.csv). The models
+are do_no_harm.py's (benchmarks/common.py's `tasks`), cached in that folder's models/.
 About 15 min on the 2-core machine.
 """
 
+import argparse
 import logging
 import pickle
-import sys
 import time
 import warnings
-from pathlib import Path
 
+import common
 import numpy as np
 import pandas as pd
-from do_no_harm import METHODS
-from few_shot_real import data_dir, load_corpus, load_target
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 import scgtl
-from scgtl import benchmark
 from scgtl.benchmark import FineTuneMethod, few_shot
 
 warnings.filterwarnings("ignore")
@@ -37,8 +35,9 @@ for n in ("lightning.pytorch", "lightning.fabric", "scvi"):
     logging.getLogger(n).setLevel(logging.ERROR)
 
 STORE = {}
-OUT = Path(__file__).parent / "results" / "wide_path_study"
-OUT.mkdir(parents=True, exist_ok=True)
+OUT = common.RESULTS / "wide_path_study"
+#: The methods of do_no_harm.py beside the stored network (which replaces gtl and gtl_network).
+METHODS_EXTRA = [m for m in common.STUDY_METHODS if m not in ("gtl", "gtl_network")]
 
 
 class Store(FineTuneMethod):
@@ -105,35 +104,30 @@ class Store(FineTuneMethod):
         return dq
 
 
-scgtl.settings.progress_bar = False
-folder = data_dir()
-kw = dict(
-    k_shots=(1, 3, 5),
-    n_episodes=int(sys.argv[2]) if len(sys.argv) > 2 else 20,
-    seed=1,
-    progress=False,
-    baseline_genes="target",
-)
-methods_extra = [m for m in METHODS if m not in ("gtl", "gtl_network")]
-which = sys.argv[1].split(",")
-tables = []
-models = Path(OUT / "models")
-models.mkdir(exist_ok=True)
+#: do_no_harm.py's target names, by the short names this study's files use.
+TARGETS = {
+    "kang": "kang_stim",
+    "mudan_ref": "mudan_ref",
+    "pbmc68k_reduced": "pbmc68k_reduced",
+    "yan": "yan",
+    "default": "default",
+}
 
 
-def get_model(name, build):
-    p = models / name
-    if p.exists():
-        return scgtl.GTL.load(str(p))
-    m = build()
-    m.save(str(p), overwrite=True)
-    return m
-
-
-def run(model, target, lk, units, name):
+def run(model, target, lk, units, name, n_episodes: int) -> None:
+    """Store ``name``'s episodes (seed 1) beside the other methods of do_no_harm.py."""
     t = time.perf_counter()
     r = few_shot(
-        model, target, labels_key=lk, units=units, methods=[Store(name), *methods_extra], **kw
+        model,
+        target,
+        labels_key=lk,
+        units=units,
+        methods=[Store(name), *METHODS_EXTRA],
+        k_shots=(1, 3, 5),
+        n_episodes=n_episodes,
+        seed=1,
+        progress=False,
+        baseline_genes="target",
     )
     print(name, f"{time.perf_counter() - t:.0f} s", flush=True)
     print(
@@ -147,27 +141,20 @@ def run(model, target, lk, units, name):
         pickle.dump({k: v for k, v in STORE.items() if k[0] == name}, f)
 
 
-if "kang" in which:
-    m = get_model(
-        "pbmcA",
-        lambda: scgtl.benchmark.pretrain(
-            scgtl.datasets.mudan_pbmcA(data_dir=folder, download=False),
-            units="counts",
-            n_hvg=2000,
-            seed=0,
-        ),
-    )
-    run(m, scgtl.datasets.kang_stim(data_dir=folder, download=False), "stim", "counts", "kang")
-real = [w for w in which if w in ("mudan_ref", "pbmc68k_reduced", "yan")]
-if real:
-    m = get_model(
-        "corpus",
-        lambda: scgtl.benchmark.pretrain(load_corpus(folder), units="counts", n_hvg=2000, seed=0),
-    )
-    for name in real:
-        t, lk, u = load_target(name, folder)
-        run(m, t, lk, u, name)
-if "default" in which:
-    corpus, target = benchmark.default_task()
-    m = get_model("default", lambda: benchmark.pretrain_default(corpus, seed=0))
-    run(m, target, benchmark.DEFAULT_LABELS_KEY, "log1p", "default")
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", help=f"comma-separated, of {','.join(TARGETS)}")
+    parser.add_argument("n_episodes", type=int, nargs="?", default=20, help="per k")
+    args = parser.parse_args()
+    scgtl.settings.progress_bar = False
+    which = args.targets.split(",")
+    models = OUT / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    names = {study: short for short, study in TARGETS.items()}
+    asked = [TARGETS[w] for w in which if w in TARGETS]
+    for study, model, target, lk, units in common.tasks(asked, common.data_dir(), models):
+        run(model, target, lk, units, names[study], args.n_episodes)
+
+
+if __name__ == "__main__":
+    main()

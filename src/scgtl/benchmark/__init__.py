@@ -80,6 +80,15 @@ Any scikit-learn classifier also fits in one line:
 ``SklearnMethod("random_forest", RandomForestClassifier(), representation="pca")``, and any
 semi-supervised one (``-1`` for unlabelled rows) in
 ``SemiSupervisedMethod("pca_label_propagation", LabelPropagation())``.
+
+A loop of one's own
+-------------------
+The pieces of :func:`few_shot` and :func:`novelty` serve a study that scores something they do
+not (the research scripts of ``benchmarks/`` do): :func:`make_episodes` draws the same seeded
+episodes, :func:`left_out_episodes` leaves one class out of each as :func:`novelty` does,
+:class:`TargetData` reads the target once and :class:`FewShotTask` gives one episode's
+support, query and PCA to a :class:`Method`; :func:`quiet` silences the per-fit warnings, and
+:func:`markdown_table` writes a table as the reports do.
 """
 
 from scgtl.benchmark._celltypist import CellTypistMethod, celltypist_problem
@@ -92,7 +101,7 @@ from scgtl.benchmark._default import (
     run_default,
 )
 from scgtl.benchmark._episodes import Episode, episode_seed, make_episodes
-from scgtl.benchmark._few_shot import few_shot, score
+from scgtl.benchmark._few_shot import few_shot, quiet, score
 from scgtl.benchmark._methods import (
     DEFAULT_METHODS,
     FewShotTask,
@@ -101,10 +110,17 @@ from scgtl.benchmark._methods import (
     Method,
     SemiSupervisedMethod,
     SklearnMethod,
+    TargetData,
     builtin_methods,
 )
-from scgtl.benchmark._novelty import NOVELTY_COLUMNS, novelty, summarize_novelty
-from scgtl.benchmark._pretrain import pretrain, select_genes
+from scgtl.benchmark._novelty import (
+    NOVELTY_COLUMNS,
+    left_out_episodes,
+    novelty,
+    summarize_novelty,
+)
+from scgtl.benchmark._pretrain import LIBRARY_SIZE_KEY, pretrain, select_genes
+from scgtl.benchmark._report import markdown_table
 from scgtl.benchmark._result import FewShotResult
 from scgtl.benchmark._stats import expected_calibration_error
 
@@ -118,9 +134,11 @@ __all__ = [
     "FewShotTask",
     "FineTuneMethod",
     "KNNMethod",
+    "LIBRARY_SIZE_KEY",
     "Method",
     "SemiSupervisedMethod",
     "SklearnMethod",
+    "TargetData",
     "builtin_methods",
     "celltypist_problem",
     "default_task",
@@ -129,11 +147,14 @@ __all__ = [
     "expected_calibration_error",
     "pretrain_default",
     "few_shot",
+    "left_out_episodes",
     "make_episodes",
+    "markdown_table",
     "NOVELTY_COLUMNS",
     "novelty",
     "summarize_novelty",
     "pretrain",
+    "quiet",
     "run_default",
     "score",
     "select_genes",

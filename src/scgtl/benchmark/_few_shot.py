@@ -103,8 +103,24 @@ def calibration_rows(
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Silence the per-fit gene-overlap warnings and Lightning's banners inside the loop."""
+def quiet() -> Iterator[None]:
+    """Silence the per-fit warnings and Lightning's banners, as the benchmark's loops do.
+
+    Inside the context, each fit's gene-overlap warning ("Aligned query genes"), Lightning's
+    data-loader and GPU notices are ignored and Lightning's loggers show warnings only; both
+    are restored on exit. For a custom loop over :class:`FewShotTask` fits, whose warnings
+    would otherwise repeat once per episode.
+
+    Yields
+    ------
+    None
+        The body runs with those messages silenced.
+
+    Examples
+    --------
+    >>> with scgtl.benchmark.quiet():  # doctest: +SKIP
+    ...     clf = method.fit(task, seed=0)
+    """
     levels = {name: logging.getLogger(name).level for name in _NOISY_LOGGERS}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Aligned query genes", category=UserWarning)
@@ -362,7 +378,7 @@ def few_shot(
         progress_bar(
             len(episodes) * len(methods), "few-shot benchmark", enabled=progress_enabled(progress)
         ) as advance,
-        _quiet(),
+        quiet(),
     ):
         for method in methods:
             method.prepare(data)

@@ -25,7 +25,7 @@ from sklearn.model_selection import StratifiedKFold
 from scgtl._progress import progress_bar, progress_enabled
 from scgtl._settings import settings as global_settings
 from scgtl.benchmark._episodes import Episode, check_n_episodes, make_episodes
-from scgtl.benchmark._few_shot import _check_target, _quiet
+from scgtl.benchmark._few_shot import _check_target, quiet
 from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
 from scgtl.benchmark._stats import conformal_quantile, expected_calibration_error
 from scgtl.data import align_genes
@@ -58,7 +58,20 @@ def left_out_episodes(episodes: list[Episode], labels: np.ndarray) -> list[tuple
     The classes are taken in sorted order, so ``n_episodes`` a multiple of the number of
     classes leaves each class out equally often. The support keeps the other classes' ``k``
     cells; the query is every other row of the evaluable classes, the left-out class's support
-    draw included (those cells are new to the classifier).
+    draw included (those cells are new to the classifier). These are the episodes of
+    :func:`novelty`, for a custom loop over the same fits.
+
+    Parameters
+    ----------
+    episodes
+        Episodes of :func:`make_episodes` on ``labels``.
+    labels
+        The target's labels, one string per row.
+
+    Returns
+    -------
+    ``(episode, left_out)`` pairs: the episode without the left-out class in its support or
+    its classes, and the name of that class.
     """
     out = []
     for episode in episodes:
@@ -259,7 +272,7 @@ def novelty(
         progress_bar(
             len(episodes) * len(fits), "novelty benchmark", enabled=progress_enabled(progress)
         ) as advance,
-        _quiet(),
+        quiet(),
     ):
         for episode, left in left_out_episodes(episodes, labels):
             y_query = labels[episode.query].astype(object)

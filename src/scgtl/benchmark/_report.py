@@ -27,8 +27,21 @@ _TITLES = {
 }
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table (no dependency on ``tabulate``)."""
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table of ``frame``, as the benchmark's reports write them.
+
+    No dependency on ``tabulate`` (which :meth:`pandas.DataFrame.to_markdown` needs): each
+    cell is written with :class:`str`, the index is left out.
+
+    Parameters
+    ----------
+    frame
+        The table; its columns become the header row.
+
+    Returns
+    -------
+    The table's lines, joined by newlines (no trailing newline).
+    """
     header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.to_numpy()]
@@ -148,13 +161,13 @@ def _regime_section(result: FewShotResult, regime: str) -> list[str]:
         lines.append(f"Every other {regime} method is compared with `{reference}`.")
     heading = _TITLES.get(result.metric, result.metric)
     lines += ["", f"### {heading} (mean [95% CI])", ""]
-    lines += [_markdown_table(metric_table(result, result.metric, regime=regime)), ""]
+    lines += [markdown_table(metric_table(result, result.metric, regime=regime)), ""]
     diffs = difference_table(result, result.metric, regime=regime)
     if not diffs.empty:
         lines += [
             f"### Paired difference `{reference}` − method (mean over episodes, Wilcoxon p)",
             "",
-            _markdown_table(diffs),
+            markdown_table(diffs),
             "",
             "### Verdict",
             "",
@@ -205,9 +218,9 @@ def to_markdown(result: FewShotResult, *, title: str | None = None) -> str:
     for extra in ("macro_f1", "auroc", "ece"):
         if extra in result.table.columns and extra != result.metric:
             lines += [f"## {_TITLES[extra]} (mean [95% CI]), every method", ""]
-            lines += [_markdown_table(metric_table(result, extra)), ""]
+            lines += [markdown_table(metric_table(result, extra)), ""]
     lines += ["## Seconds per fit (mean; training plus prediction of the query)", ""]
-    lines += [_markdown_table(time_table(result)), ""]
+    lines += [markdown_table(time_table(result)), ""]
     return "\n".join(lines)
 
 
