@@ -121,7 +121,16 @@ def model_for(target: str, folder: Path, cache: Path, *, corpus_models: bool = F
     # Built if missing.
     common.multi_models(left_out, folder, cache, variants=False, n_top_genes=None)
     name = f"multi_without_{left_out}" if left_out else "multi_full"
-    return scgtl.GTL.load(cache / name)
+    # The cache keeps each model with its corpus (scvi-tools' load attaches a saved adata.h5ad);
+    # a copy saved without it is loaded as scgtl.models.load gives a shipped model (until
+    # 2026-12-07 the corpus was attached here, so the plain call adapted with corpus replay).
+    bare = cache / f"{name}_without_corpus"
+    if not (bare / "model.pt").exists():
+        scgtl.GTL.load(cache / name).save(bare, overwrite=True, save_anndata=False)
+    model = scgtl.GTL.load(bare)
+    if model.adata is not None:
+        raise RuntimeError(f"{bare} holds a corpus; delete it to rebuild the bare copy.")
+    return model
 
 
 def run(args) -> pd.DataFrame:

@@ -12,8 +12,7 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
 from scgtl import benchmark
-from scgtl.benchmark import _stats
-from scgtl.benchmark._methods import FewShotTask, KNNMethod, builtin_methods
+from scgtl.benchmark import FewShotTask, KNNMethod, _stats, builtin_methods
 from scgtl.benchmark._plot import plot_accuracy_vs_k, y_limits
 
 matplotlib.use("Agg")

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 from scgtl import benchmark
-from scgtl.benchmark import _celltypist
-from scgtl.benchmark._methods import FewShotTask, builtin_methods
+from scgtl.benchmark import FewShotTask, _celltypist, builtin_methods
 
 YAN = {"labels_key": "cell_type", "units": "normalized", "progress": False}
 PROBLEM = benchmark.celltypist_problem()

@@ -102,6 +102,50 @@ def test_layers_import_only_the_layers_below(layer):
         assert imported <= ALLOWED[layer], f"{path.name} imports {imported - ALLOWED[layer]}"
 
 
+def _module_name(path: Path) -> str:
+    parts = ["scgtl", *path.relative_to(SRC).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _module_imports(path: Path, modules: set[str]) -> set[str]:
+    """The package's modules a file imports anywhere: top level, functions, type checking."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        found |= {name for name in names if name in modules}
+    return found
+
+
+def test_no_import_cycles():
+    files = {_module_name(path): path for path in SRC.rglob("*.py")}
+    modules = set(files)
+    # A package's own modules may import its __init__'s names; that is not a cycle.
+    graph = {
+        name: {m for m in _module_imports(path, modules) if not name.startswith(f"{m}.")} - {name}
+        for name, path in files.items()
+    }
+    state: dict[str, str] = {}
+
+    def visit(name: str, trail: list[str]) -> None:
+        state[name] = "open"
+        for imported in sorted(graph[name]):
+            if state.get(imported) == "open":
+                cycle = trail[trail.index(imported) :] + [imported]
+                pytest.fail(f"import cycle: {' -> '.join(cycle)}")
+            if imported not in state:
+                visit(imported, [*trail, imported])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
 def test_no_layer_imports_the_package_root_for_its_version():
     for layer in ALLOWED:
         for path in (SRC / layer).glob("*.py"):

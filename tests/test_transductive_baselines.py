@@ -18,8 +18,8 @@ from sklearn.ensemble import RandomForestClassifier
 
 from scgtl import benchmark
 from scgtl._cli import build_parser
+from scgtl.benchmark import FewShotTask, builtin_methods
 from scgtl.benchmark._default import DEFAULT_LABELS_KEY
-from scgtl.benchmark._methods import FewShotTask, builtin_methods
 
 pytestmark = pytest.mark.filterwarnings("ignore:Aligned query genes:UserWarning")
 

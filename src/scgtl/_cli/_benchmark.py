@@ -155,7 +155,7 @@ def _run_files(args: argparse.Namespace):
     import anndata as ad
 
     from scgtl import benchmark
-    from scgtl.benchmark._methods import resolve_methods
+    from scgtl.benchmark._builtin import resolve_methods
 
     resolve_methods(args.methods, has_model=True)  # fail before pre-training, not after
     if args.model is not None:

@@ -91,6 +91,7 @@ support, query and PCA to a :class:`Method`; :func:`quiet` silences the per-fit 
 :func:`markdown_table` writes a table as the reports do.
 """
 
+from scgtl.benchmark._builtin import DEFAULT_METHODS, builtin_methods
 from scgtl.benchmark._celltypist import CellTypistMethod, celltypist_problem
 from scgtl.benchmark._default import (
     DEFAULT_LABELS_KEY,
@@ -103,7 +104,6 @@ from scgtl.benchmark._default import (
 from scgtl.benchmark._episodes import Episode, episode_seed, make_episodes
 from scgtl.benchmark._few_shot import few_shot, quiet, score
 from scgtl.benchmark._methods import (
-    DEFAULT_METHODS,
     FewShotTask,
     FineTuneMethod,
     KNNMethod,
@@ -111,7 +111,6 @@ from scgtl.benchmark._methods import (
     SemiSupervisedMethod,
     SklearnMethod,
     TargetData,
-    builtin_methods,
 )
 from scgtl.benchmark._novelty import (
     NOVELTY_COLUMNS,

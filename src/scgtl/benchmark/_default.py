@@ -154,9 +154,10 @@ def run_default(
     loading it (``"load_seconds"``) and in all (``"total_seconds"``).
     """
     from scgtl import models
+    from scgtl.benchmark._builtin import resolve_methods
     from scgtl.benchmark._episodes import check_k_shots, check_n_episodes
     from scgtl.benchmark._few_shot import few_shot
-    from scgtl.benchmark._methods import check_baseline_genes, resolve_methods
+    from scgtl.benchmark._methods import check_baseline_genes
 
     # Fail on bad settings before loading anything.
     check_k_shots(k_shots)

@@ -14,6 +14,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score, roc_auc_score
 
 from scgtl._progress import progress_bar, progress_enabled
 from scgtl._settings import settings as global_settings
+from scgtl.benchmark._builtin import resolve_methods
 from scgtl.benchmark._episodes import check_k_shots, check_n_episodes, make_episodes
 from scgtl.benchmark._methods import (
     FewShotTask,
@@ -21,7 +22,6 @@ from scgtl.benchmark._methods import (
     check_baseline_genes,
     probabilities,
     regime_of,
-    resolve_methods,
 )
 from scgtl.benchmark._result import FewShotResult
 from scgtl.benchmark._stats import (

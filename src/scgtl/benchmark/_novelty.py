@@ -24,9 +24,10 @@ from sklearn.model_selection import StratifiedKFold
 
 from scgtl._progress import progress_bar, progress_enabled
 from scgtl._settings import settings as global_settings
+from scgtl.benchmark._builtin import builtin_methods
 from scgtl.benchmark._episodes import Episode, check_n_episodes, make_episodes
 from scgtl.benchmark._few_shot import _check_target, quiet
-from scgtl.benchmark._methods import FewShotTask, TargetData, builtin_methods
+from scgtl.benchmark._methods import FewShotTask, TargetData
 from scgtl.benchmark._stats import conformal_quantile, expected_calibration_error
 from scgtl.data import align_genes
 from scgtl.data._units import check_units_name

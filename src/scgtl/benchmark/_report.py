@@ -11,7 +11,7 @@ import pandas as pd
 from scgtl.benchmark._methods import REGIMES
 
 if TYPE_CHECKING:
-    from scgtl.benchmark._result import FewShotResult
+    from scgtl.benchmark import FewShotResult  # the public name: typing only
 
 #: File names written by :meth:`scgtl.benchmark.FewShotResult.save`.
 RESULTS_CSV = "results.csv"
