@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from anndata import AnnData
 
     from scgtl._constants import Units
+    from scgtl.module import GTLClassifierModule
 
 
 class TransferMixin:
@@ -164,7 +165,18 @@ class TransferMixin:
         )
 
     def _pool_wide_path(
-        self, network, adata, rows, x, y, encoder, settings, plan, transductive, *, seed
+        self,
+        network: GTLClassifierModule,
+        adata: AnnData,
+        rows: dict,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        encoder: torch.nn.Module | None,
+        settings: dict,
+        plan: FineTunePlan,
+        transductive: bool,
+        *,
+        seed: int,
     ) -> tuple[dict, pd.Index | None]:
         """Fit the plan's wide path and pool it into ``network``: its record and its genes."""
         if not plan.wide:
