@@ -233,7 +233,10 @@ def _check_transductive(transductive: bool | None, plan: FineTunePlan) -> None:
     if transductive is not None and not isinstance(transductive, bool):
         raise TypeError(f"transductive={transductive!r} must be None, True or False.")
     if transductive and not plan.wide:
-        raise ValueError("transductive=True works through the wide path; it needs wide=True.")
+        raise ValueError(
+            "transductive=True works through the wide path; it needs wide=True "
+            "(plan_kwargs={'wide': True}, the default)."
+        )
 
 
 def _labelled_support(
