@@ -19,12 +19,18 @@ per size (``--data``), this measures, each run in a fresh process:
   n_hidden x n_latent``, decoder ``n_latent x n_genes``.
 
 ``--max-batches`` stops each epoch after that many batches (samples/s and memory are then of
-that many batches; say so when quoting).
+that many batches; say so when quoting). ``--ddp N`` also times 1..N Lightning DDP processes
+(``strategy="ddp"``, gloo on CPU, one thread each) on the smallest corpus from disk: the second
+of two epochs, so that the processes' start is left out. ``--skip-in-memory`` leaves out the
+in-memory part, for a run at scale:
 
     python benchmarks/speed.py --sizes 20000 60000 200000 --genes 2000 20000 --files 4 \
         --out benchmarks/results/speed
+    python benchmarks/speed.py --sizes 100000 1000000 --genes 2000 --files 4 --skip-in-memory \
+        --ddp 2 --out benchmarks/results/speed_1m
 
-Run it alone on the machine: it is a timing. Writes ``speed.json`` and ``speed.png``;
+Run it alone on the machine: it is a timing. Writes ``speed.json``, ``table.md`` (the tables
+for ``docs/scaling.md``) and ``speed.png``;
 ``--combine A/speed.json B/speed.json --out DIR`` plots the rows of several runs together.
 """
 
@@ -32,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -180,6 +187,58 @@ def child_scvi(path: str, threads: int, max_batches: int | None) -> dict:
     return {"samples_per_s": round(_samples(corpus.n_obs, max_batches) / seconds)}
 
 
+def epoch_timer():
+    """A Lightning callback recording each training epoch's wall time (process start excluded)."""
+    from lightning.pytorch import Callback
+
+    class EpochTimer(Callback):
+        def __init__(self):
+            self.seconds: list[float] = []
+
+        def on_train_epoch_start(self, trainer, module):
+            self._start = time.perf_counter()
+
+        def on_train_epoch_end(self, trainer, module):
+            self.seconds.append(time.perf_counter() - self._start)
+
+    return EpochTimer()
+
+
+def child_ddp(path: str, threads: int, max_batches: int | None, devices: int) -> dict | None:
+    """Two epochs from a backed file on ``devices`` CPU processes (gloo): the second's samples/s.
+
+    The first epoch is left out: it holds the processes' start and the first reads. Only
+    process 0 reports (Lightning's "ddp" runs this script again for the others).
+    """
+    import anndata as ad
+
+    scgtl = _quiet(threads)
+    corpus = ad.read_h5ad(path, backed="r")
+    scgtl.GTL.setup_anndata(corpus, units="counts", n_top_genes=None)
+    model = scgtl.GTL(corpus)
+    timer = epoch_timer()
+    kwargs = {} if max_batches is None else {"limit_train_batches": max_batches}
+    distributed = {"devices": devices, "strategy": "ddp"} if devices > 1 else {"devices": 1}
+    model.train(
+        max_epochs=2,
+        batch_size=BATCH_SIZE,
+        compute_guide=False,
+        train_size=1.0,
+        accelerator="cpu",
+        callbacks=[timer],
+        **distributed,
+        **kwargs,
+    )
+    if not model.trainer.is_global_zero:
+        return None
+    per_process = _samples(-(-corpus.n_obs // devices), max_batches)
+    return {
+        "devices": devices,
+        "samples_per_s": round(per_process * devices / timer.seconds[-1]),
+        "epoch_s": round(timer.seconds[-1], 1),
+    }
+
+
 def child_matmul(threads: int) -> dict:
     """The machine's dense float32 matrix-product FLOP/s on ``threads`` threads (best of 20)."""
     import torch
@@ -200,15 +259,19 @@ CHILDREN = {
     "memory": child_in_memory,
     "scvi": child_scvi,
     "matmul": child_matmul,
+    "ddp": child_ddp,
 }
 
 
-def run_child(kind: str, args, paths: list[Path] | None = None) -> dict:
+def run_child(kind: str, args, paths: list[Path] | None = None, devices: int = 1) -> dict:
     command = [sys.executable, __file__, "--child", kind, "--threads", str(args.threads)]
     if args.max_batches is not None:
         command += ["--max-batches", str(args.max_batches)]
-    command += [str(p) for p in paths or []]
-    done = subprocess.run(command, capture_output=True, text=True)
+    command += ["--devices", str(devices), *(str(p) for p in paths or [])]
+    # The threads of every library, also in the processes that DDP starts anew.
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {k: v for k, v in env.items() if not k.startswith(("LOCAL_RANK", "SLURM_"))}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -261,15 +324,31 @@ def main() -> None:
     parser.add_argument(
         "--combine", type=Path, nargs="+", help="only plot the rows of these speed.json files"
     )
+    parser.add_argument(
+        "--skip-in-memory",
+        action="store_true",
+        help="time only the epochs from disk (e.g. --sizes 100000 1000000)",
+    )
+    parser.add_argument(
+        "--ddp",
+        type=int,
+        default=1,
+        help="also time 1..N DDP processes (gloo) on the smallest size",
+    )
+    parser.add_argument("--devices", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         function = CHILDREN[args.child]
-        needs_paths = args.child in ("disk", "memory", "scvi")
+        needs_paths = args.child in ("disk", "memory", "scvi", "ddp")
         paths = args.paths if args.child == "disk" else (args.paths or [None])[0]
         call = (paths, args.threads, args.max_batches) if needs_paths else (args.threads,)
-        print(json.dumps(function(*call)))
+        if args.child == "ddp":
+            call += (args.devices,)
+        report = function(*call)
+        if report is not None:  # DDP's other processes say nothing
+            print(json.dumps(report))
         return
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,18 +372,15 @@ def main() -> None:
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     smallest = corpus_files(min(args.sizes), min(args.genes), 1, args.data)["one file"]
-    result["in_memory"] = run_child("memory", args, smallest)
-    result["in_memory"]["scvi_samples_per_s"] = run_child("scvi", args, smallest)["samples_per_s"]
-    result["in_memory"]["ratio_to_scvi"] = round(
-        result["in_memory"]["samples_per_s"] / result["in_memory"]["scvi_samples_per_s"], 2
-    )
-    result["in_memory"]["flops_fraction"] = round(
-        flops_per_sample(min(args.genes))
-        * result["in_memory"]["samples_per_s"]
-        / (result["matmul_gflops"] * 1e9),
-        3,
-    )
-    print(json.dumps(result["in_memory"]), flush=True)
+    if not args.skip_in_memory:
+        result["in_memory"] = in_memory(args, smallest, result["matmul_gflops"])
+    if args.ddp > 1:
+        result["ddp"] = [
+            run_child("ddp", args, smallest, devices=n) for n in range(1, args.ddp + 1)
+        ]
+        for row in result["ddp"]:
+            row["speed_up"] = round(row["samples_per_s"] / result["ddp"][0]["samples_per_s"], 2)
+            print(json.dumps(row), flush=True)
     for key in dict.fromkeys((r["n_genes"], r["layout"]) for r in rows):
         mine = [r for r in rows if (r["n_genes"], r["layout"]) == key]
         if len(mine) > 1:
@@ -312,8 +388,61 @@ def main() -> None:
             print(f"{key}: peak RSS {mine[-1]['n_obs']} / {mine[0]['n_obs']} = {ratio:.2f}")
     result["disk"] = rows
     (args.out / "speed.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "table.md").write_text(markdown(result))
     plot(rows, args.out / "speed.png")
-    print(f"wrote {args.out / 'speed.json'} and {args.out / 'speed.png'}")
+    print(markdown(result))
+    print(f"wrote {args.out / 'speed.json'}, table.md and speed.png")
+
+
+def in_memory(args, paths: list[Path], matmul_gflops: float) -> dict:
+    """The in-memory epoch, guide, fine-tuning and adaptation, beside scvi-tools' SCVI."""
+    timed = run_child("memory", args, paths)
+    timed["scvi_samples_per_s"] = run_child("scvi", args, paths)["samples_per_s"]
+    timed["ratio_to_scvi"] = round(timed["samples_per_s"] / timed["scvi_samples_per_s"], 2)
+    flops = flops_per_sample(min(args.genes)) * timed["samples_per_s"]
+    timed["flops_fraction"] = round(flops / (matmul_gflops * 1e9), 3)
+    print(json.dumps(timed), flush=True)
+    return timed
+
+
+def markdown(result: dict) -> str:
+    """The tables of a run: epochs from disk with their memory, DDP scaling, the ratios."""
+    lines = [
+        "| cells | genes | layout | samples/s | epoch (s) | peak memory (MB) | memory / smallest |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    first: dict[tuple, float] = {}
+    for row in result["disk"]:
+        key = (row["n_genes"], row["layout"])
+        first.setdefault(key, row["peak_rss_mb"])
+        lines.append(
+            f"| {row['n_obs']:,} | {row['n_genes']:,} | {row['layout']} | "
+            f"{row['samples_per_s']:,} | {row['seconds']} | {row['peak_rss_mb']:,} | "
+            f"{row['peak_rss_mb'] / first[key]:.2f} |"
+        )
+    if "ddp" in result:
+        lines += ["", "| DDP processes (gloo, CPU) | samples/s | epoch (s) | speed-up |"]
+        lines.append("|---|---|---|---|")
+        lines += [
+            f"| {r['devices']} | {r['samples_per_s']:,} | {r['epoch_s']} | {r['speed_up']:.2f} |"
+            for r in result["ddp"]
+        ]
+    if "in_memory" in result:
+        m = result["in_memory"]
+        lines += [
+            "",
+            "| in memory | measured | goal |",
+            "|---|---|---|",
+            f"| samples/s, ratio to SCVI | {m['samples_per_s']:,}, {m['ratio_to_scvi']}x "
+            "| >= 1.5x |",
+            f"| compute_guide | {m['compute_guide_s']} s = {m['compute_guide_epochs']} epochs "
+            "| <= 1 |",
+            f"| fine-tune + predict, 10k cells | {m['fine_tune_predict_10k_s']} s = "
+            f"{m['fine_tune_predict_10k_epochs']} epochs | <= 0.5 |",
+            f"| adaptation, 10k cells | {m['adapt_10k_s']} s = {m['adapt_10k_epochs']} epochs "
+            "| <= 1 |",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

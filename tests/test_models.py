@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
+from pathlib import Path
 
 import anndata as ad
 import numpy as np
@@ -265,6 +267,30 @@ def test_multi_study_pretraining_masks_and_scouts_draw_from_labels(two_studies):
     )  # fmt: skip
     assert set(groups[24:]) == {"m: a", "m: b", "m: c"}
     assert all(g.startswith("cluster ") for g in groups[:24])
+    _check_replayed_rows_keep_their_studys_genes(model, corpus, two_studies[0].adata)
+
+
+def _check_replayed_rows_keep_their_studys_genes(model, corpus, target):
+    """Adaptation replays corpus rows: each is scored on its own study's genes only."""
+    draws = []
+
+    def record(module, draw, **settings):
+        draws.extend(draw() for _ in range(5))
+        return [0.0]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scgtl.model._adaptation, "fit_masked_reconstruction", record)
+        model.adapt(target, units="counts", n_steps=1, replay=0.5, batch_size=16)
+    panels = {tuple(row) for row in model.module.measured.numpy()}  # the two studies'
+    found = model.gene_names.isin(target.var_names)
+    seen = set()
+    for _, measured in draws:
+        target_rows, corpus_rows = measured[:8].numpy(), measured[8:].numpy()
+        assert (target_rows == found).all()
+        seen |= {tuple(row) for row in corpus_rows}
+    assert seen == panels  # both studies were replayed, each with its own genes
+    adapted = model.adapt(target, units="counts", n_steps=3, replay=0.5, batch_size=16)
+    assert np.isfinite(adapted.adaptation_["losses"]).all()
 
 
 def test_corpus_studies_refuses_unknown_names():
@@ -328,3 +354,104 @@ def test_adaptation_leaves_a_studys_missing_genes_out_of_its_loss(shipped, pbmc_
     # Zero-filled genes get no gradient: their decoder rows do not move; the measured ones do.
     assert torch.equal(before[~found], after[~found])
     assert not torch.equal(before[found], after[found])
+
+
+# ------------------------------------------------------------------------------ Hugging Face Hub
+def _hub_cache(cache, repo_id: str, folder, commit: str = "0" * 40):
+    """Lay ``folder``'s files out as huggingface_hub's cache holds a downloaded repository."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def test_a_hub_folder_is_scvi_hubs_and_loads_back_offline(tmp_path, shipped, pbmc_target):
+    from scvi.hub import HubModel
+
+    folder = tmp_path / "hub"
+    hub_model = models.save_hub_folder(
+        shipped, folder, description="The shipped model.", tissues=["PBMC"], repo_id="lab/gtl"
+    )
+    assert isinstance(hub_model, HubModel)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(models._hub.HUB_FILES)
+    assert (hub_model.metadata.model_cls_name, hub_model.metadata.model_parent_module) == (
+        "GTL",
+        "scgtl",
+    )
+    card = (folder / "README.md").read_text()
+    assert "tissue:PBMC" in card and 'scgtl.models.load("hf:lab/gtl")' in card
+    cache = tmp_path / "hf_cache"
+    _hub_cache(cache, "lab/gtl", folder)
+    loaded = models.load("hf:lab/gtl", cache_dir=cache, download=False)
+    assert isinstance(loaded, scgtl.GTL) and loaded.guide_ is not None
+    np.testing.assert_array_equal(
+        loaded.get_latent_representation(pbmc_target, units="log1p"),
+        shipped.get_latent_representation(pbmc_target, units="log1p"),
+    )
+    with pytest.raises(FileExistsError):
+        models.save_hub_folder(shipped, folder, description="again")
+
+
+def test_fine_tune_takes_a_hub_id(tmp_path, monkeypatch, shipped, pbmc_target):
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hf_cache"
+    models.save_hub_folder(shipped, tmp_path / "hub", description="x")
+    _hub_cache(cache, "lab/gtl", tmp_path / "hub")
+    # The command line reads the default cache; offline, as the tests are.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    study = tmp_path / "study.h5ad"
+    pbmc_target.write_h5ad(study)
+    argv = ["fine-tune", "--model", "hf://lab/gtl", "--target", study,
+            "--labels-key", "bulk_labels", "--k-shot", "3", "--target-units", "log1p",
+            "--out", tmp_path / "clf", "--quiet"]  # fmt: skip
+    assert _cli(argv) == 0
+    clf = scgtl.GTLClassifier.load(tmp_path / "clf")
+    assert list(clf.gene_names) == list(shipped.gene_names)
+
+
+def test_hub_models_of_another_kind_or_not_cached_are_refused(tmp_path, shipped):
+    folder = tmp_path / "hub"
+    models.save_hub_folder(shipped, folder, description="x")
+    metadata = folder / models._hub.METADATA_FILE
+    fields = json.loads(metadata.read_text())
+    metadata.write_text(
+        json.dumps({**fields, "model_cls_name": "SCVI", "model_parent_module": "scvi.model"})
+    )
+    cache = tmp_path / "hf_cache"
+    _hub_cache(cache, "lab/scvi", folder)
+    with pytest.raises(ValueError, match=r"holds a scvi\.model\.SCVI, not an scgtl\.GTL"):
+        models.load_from_hub("lab/scvi", cache_dir=cache, local_files_only=True)
+    with pytest.raises(FileNotFoundError, match="lab/absent"):
+        models.load_from_hub("lab/absent", cache_dir=cache, local_files_only=True)
+    with pytest.raises(ValueError, match="not a hub id"):
+        models.load("hf:no-owner", cache_dir=cache, download=False)
+
+
+def test_push_to_hub_uploads_the_hub_folder_through_scvi_hub(tmp_path, monkeypatch, shipped):
+    """The upload itself needs the network: huggingface_hub's calls are recorded instead."""
+    import huggingface_hub
+    from huggingface_hub import ModelCard
+
+    calls = {}
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo, **kw: calls.update(repo=kw))
+    monkeypatch.setattr(ModelCard, "push_to_hub", lambda self, repo, **kw: calls.update(card=repo))
+    monkeypatch.setattr(
+        huggingface_hub.HfApi,
+        "upload_file",
+        lambda self, **kw: calls.update(file=kw["path_in_repo"]),
+    )
+
+    def upload_folder(self, *, folder_path, repo_id, **kw):
+        calls["folder"] = sorted(p.name for p in Path(folder_path).iterdir())
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    models.push_to_hub(shipped, "lab/gtl", description="x", token="t", private=True)
+    assert calls["repo"]["private"] is True and calls["card"] == "lab/gtl"
+    assert calls["file"] == models._hub.METADATA_FILE
+    assert calls["folder"] == sorted(models._hub.HUB_FILES)
+    with pytest.raises(ValueError, match="not a hub id"):
+        models.push_to_hub(shipped, "no-owner", description="x")

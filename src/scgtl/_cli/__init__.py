@@ -8,8 +8,8 @@ Commands (one module each)::
     scgtl benchmark [--corpus corpus.h5ad | --model model/] --target study.h5ad ...
     scgtl models    [build --out DIR]
 
-``--model`` of ``fine-tune`` and ``benchmark`` takes a model directory or the name of a
-pre-trained model (``scgtl models`` lists them).
+``--model`` of ``fine-tune`` and ``benchmark`` takes a model directory, the name of a
+pre-trained model (``scgtl models`` lists them) or a Hugging Face Hub id, ``hf:owner/repo``.
 
 ``pretrain`` is ``GTL.setup_anndata`` + ``GTL(corpus)`` + ``train()`` + ``save``; ``fine-tune``
 is ``GTL.load`` + ``fine_tune(...)`` + ``save`` (``--support-key`` names a boolean ``obs`` column

@@ -106,8 +106,14 @@ def registered_model_names() -> list[str]:
 
 
 def is_model_name(path: Path) -> bool:
-    """Whether ``--model`` names a pre-trained model rather than a directory."""
-    return not path.exists() and str(path) in registered_model_names()
+    """Whether ``--model`` names a pre-trained model (or a hub id ``hf:owner/repo``), not a folder.
+
+    ``hf://owner/repo`` reaches here as ``hf:/owner/repo`` (a ``Path`` folds the slashes), which
+    :func:`scgtl.models.load` reads alike.
+    """
+    return not path.exists() and (
+        str(path) in registered_model_names() or str(path).startswith("hf:")
+    )
 
 
 def check_model_dir(
@@ -122,7 +128,8 @@ def check_model_dir(
         return
     if not path.is_dir():
         listed = (
-            f", or the name of a pre-trained model ({', '.join(registered_model_names())})"
+            f", or the name of a pre-trained model ({', '.join(registered_model_names())}) "
+            "or a Hugging Face Hub id, hf:owner/repo"
             if names
             else ""
         )

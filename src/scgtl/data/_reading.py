@@ -121,17 +121,20 @@ def row_sampler(
     rng: np.random.Generator,
     device: torch.device | str = "cpu",
     library_size: np.ndarray | None = None,
-) -> Callable[[], torch.Tensor]:
+    return_rows: bool = False,
+) -> Callable[[], torch.Tensor | tuple[torch.Tensor, np.ndarray]]:
     """A function that draws ``n_rows`` random rows of ``adata`` (with ``rng``) as log expression.
 
     Rows are drawn without replacement when ``adata`` has enough of them; each call reads only
-    the drawn rows (see :func:`iter_log_expression` for the other parameters).
+    the drawn rows (see :func:`iter_log_expression` for the other parameters). With
+    ``return_rows``, each call returns the expression and the (sorted) row indices drawn, for a
+    caller that needs something else of those rows, such as their study.
     """
     replace = n_rows > adata.n_obs
 
-    def draw() -> torch.Tensor:
+    def draw() -> torch.Tensor | tuple[torch.Tensor, np.ndarray]:
         rows = np.sort(rng.choice(adata.n_obs, size=n_rows, replace=replace))
-        return read_log_expression(
+        x = read_log_expression(
             adata,
             layer=layer,
             units=units,
@@ -141,5 +144,6 @@ def row_sampler(
             device=device,
             library_size=library_size,
         )
+        return (x, rows) if return_rows else x
 
     return draw

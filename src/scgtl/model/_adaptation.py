@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Self
 
 import numpy as np
 import torch
+from scvi import REGISTRY_KEYS
 
 from scgtl._docs import doc
 from scgtl._settings import uses_threads
@@ -111,21 +112,15 @@ class AdaptationMixin:
         n_replay = round(batch_size * replay)
         samplers = [self._row_sampler(adata, layer, units, batch_size - n_replay, rng)]
         if n_replay:
-            corpus_sizes = self._stored_library_sizes(self.adata, self.units)
-            samplers.append(
-                self._row_sampler(
-                    self.adata, self.layer, self.units, n_replay, rng, corpus_sizes, warn=False
-                )
-            )
+            samplers.append(self._corpus_row_sampler(n_replay, rng))
         adapted = copy.copy(self)
         adapted._last_adapted = None
         adapted.module = copy.deepcopy(self.module)
         adapted.guide_ = None if self.guide_ is None else dict(self.guide_)
 
         def draw() -> tuple[torch.Tensor, torch.Tensor]:
-            rows = [(sample(), found) for sample, found in samplers]
-            measured = [found.expand(len(x), -1) for x, found in rows]
-            return torch.cat([x for x, _ in rows]), torch.cat(measured)
+            rows = [sample() for sample in samplers]
+            return torch.cat([x for x, _ in rows]), torch.cat([measured for _, measured in rows])
 
         losses = fit_masked_reconstruction(
             adapted.module, draw, n_steps=n_steps, lr=lr, weight_decay=weight_decay, seed=seed
@@ -200,14 +195,14 @@ class AdaptationMixin:
         versions = tuple(p._version for p in self.module.parameters())
         return id(self.module), id(self.guide_), versions
 
-    def _row_sampler(self, adata, layer, units, n_rows, rng, library_size=None, *, warn=True):
+    def _row_sampler(self, adata, layer, units, n_rows, rng):
         """Draws ``n_rows`` random rows of ``adata`` as log expression over the model's genes.
 
-        Returns the sampler and the ``(1, n_genes)`` booleans of the model's genes ``adata``
-        has: the others are zero-filled, missing rather than silent, and adaptation leaves them
-        out of its loss.
+        Returns a function giving the rows and their ``(n_rows, n_genes)`` booleans of the genes
+        they measured: the model's genes ``adata`` lacks are zero-filled, missing rather than
+        silent, and adaptation leaves them out of its loss.
         """
-        alignment = align_genes(adata.var_names, self.gene_names, warn=warn)
+        alignment = align_genes(adata.var_names, self.gene_names)
         found = torch.zeros(1, len(self.gene_names), dtype=torch.bool, device=self.module.device)
         found[0, torch.as_tensor(alignment.reference_index, dtype=torch.long)] = True
         sampler = row_sampler(
@@ -218,6 +213,41 @@ class AdaptationMixin:
             n_rows=n_rows,
             rng=rng,
             device=self.module.device,
-            library_size=library_size,
         )
-        return sampler, found
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            x = sampler()
+            return x, found.expand(len(x), -1)
+
+        return draw
+
+    def _corpus_row_sampler(self, n_rows, rng):
+        """Draws corpus rows to replay, each with the genes its own study measured.
+
+        A multi-study corpus (``setup_anndata(measured_key=...)``) zero-fills the genes a study
+        did not measure; replayed in adaptation as in pre-training, they stay out of the loss.
+        """
+        library_size = self._stored_library_sizes(self.adata, self.units)
+        alignment = align_genes(self.adata.var_names, self.gene_names, warn=False)
+        sampler = row_sampler(
+            self.adata,
+            layer=self.layer,
+            units=self.units,
+            alignment=alignment,
+            n_rows=n_rows,
+            rng=rng,
+            device=self.module.device,
+            library_size=library_size,
+            return_rows=True,
+        )
+        study = torch.as_tensor(
+            self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY), dtype=torch.long
+        ).view(-1)
+
+        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+            x, rows = sampler()
+            if self.module.measured is None:  # one panel: every gene measured everywhere
+                return x, torch.ones_like(x, dtype=torch.bool)
+            return x, self.module.measured[study[torch.as_tensor(rows)]]
+
+        return draw

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from scgtl.models._files import model_dir
+from scgtl.models._hub import HUB_PREFIX, is_hub_id, load_from_hub
 from scgtl.models._registry import MODELS
 
 if TYPE_CHECKING:
@@ -61,7 +62,8 @@ def spec(name: str) -> ModelSpec:
     """The registry entry of ``name``, or an error listing the names there are."""
     if not isinstance(name, str) or name not in MODELS:
         raise ValueError(
-            f"Unknown model {name!r}; scgtl.models.available() lists {sorted(MODELS)}."
+            f"Unknown model {name!r}; scgtl.models.available() lists {sorted(MODELS)}, "
+            f"and a model shared on the Hugging Face Hub is named {HUB_PREFIX}owner/repo."
         )
     return MODELS[name]
 
@@ -80,15 +82,18 @@ def load(
     (``data_dir`` or ``$SCGTL_DATA_DIR``, as ``models/<name>/model.pt``), then the cache
     (``cache_dir``, ``$SCGTL_CACHE_DIR`` or ``~/.cache/scgtl``), then downloaded from its URL
     into the cache. Every file is checked against the registry's sha256 before it is read.
+    A hub id, ``"hf:owner/repo"`` (``@revision`` optional), loads a model shared on the Hugging
+    Face Hub instead (:func:`load_from_hub`).
     The model has no corpus attached: ``fine_tune(..., transductive=True)`` adapts it on the
     study's own cells alone (100 steps, see :meth:`scgtl.GTL.adapted_to`).
 
     Parameters
     ----------
     name
-        A name of :func:`available`.
+        A name of :func:`available`, or a hub id ``"hf:owner/repo[@revision]"``.
     data_dir, cache_dir
-        The mirror and the cache, as for :mod:`scgtl.datasets`.
+        The mirror and the cache, as for :mod:`scgtl.datasets` (for a hub id, ``cache_dir`` is
+        the Hugging Face cache, by default ``$HF_HUB_CACHE``).
     download
         Fetch a model that is neither shipped, mirrored nor cached.
     **kwargs
@@ -108,5 +113,12 @@ def load(
     """
     from scgtl.model import GTL
 
+    if is_hub_id(name):
+        return load_from_hub(
+            name.removeprefix(HUB_PREFIX),
+            cache_dir=cache_dir,
+            local_files_only=not download,
+            **kwargs,
+        )
     directory = model_dir(spec(name), data_dir=data_dir, cache_dir=cache_dir, download=download)
     return GTL.load(directory, **kwargs)
