@@ -264,14 +264,16 @@ CHILDREN = {
 
 
 def run_child(kind: str, args, paths: list[Path] | None = None, devices: int = 1) -> dict:
-    command = [sys.executable, __file__, "--child", kind, "--threads", str(args.threads)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind]
+    command += ["--threads", str(args.threads)]
     if args.max_batches is not None:
         command += ["--max-batches", str(args.max_batches)]
-    command += ["--devices", str(devices), *(str(p) for p in paths or [])]
+    command += ["--devices", str(devices), *(str(Path(p).resolve()) for p in paths or [])]
     # The threads of every library, also in the processes that DDP starts anew.
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     env = {k: v for k, v in env.items() if not k.startswith(("LOCAL_RANK", "SLURM_"))}
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    # In the data folder: Lightning's logs of the DDP runs land there, not in the repository.
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=args.data)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -127,3 +127,20 @@ def uses_threads(method: F) -> F:
             return method(*args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def scvi_seed(seed: int) -> Iterator[None]:
+    """``scvi.settings.seed = seed`` for the block, then the caller's setting again.
+
+    scvi-tools seeds torch, numpy and the train/validation split from it; a pre-training
+    recipe seeds itself without leaving the global seed changed for the caller's later work.
+    """
+    import scvi
+
+    before = scvi.settings.seed
+    scvi.settings.seed = seed
+    try:
+        yield
+    finally:
+        scvi.settings.seed = before

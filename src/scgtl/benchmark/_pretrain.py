@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from scgtl._settings import scvi_seed
 from scgtl.data import get_matrix, highly_variable_genes, library_sizes
 
 #: ``obs`` column in which :func:`pretrain` stores each corpus row's total over all its genes.
@@ -60,7 +61,8 @@ def pretrain(
     max_epochs
         Pre-training epochs (``None``: the model's default).
     seed
-        Seeds pre-training (``scvi.settings.seed``) and the scouts.
+        Seeds pre-training (``scvi.settings.seed`` during the call; the caller's setting is
+        restored after) and the scouts.
     progress
         Show progress bars (on stderr); default :attr:`scgtl.settings.progress_bar`.
     model_kwargs, train_kwargs
@@ -70,8 +72,6 @@ def pretrain(
     -------
     The trained model, with its guide.
     """
-    import scvi
-
     from scgtl.model import GTL
 
     genes = select_genes(corpus, n_hvg=n_hvg, layer=layer, units=units)
@@ -80,13 +80,18 @@ def pretrain(
     if units != "log1p":
         library_size_key = LIBRARY_SIZE_KEY
         work.obs[library_size_key] = library_sizes(get_matrix(corpus, layer))
-    scvi.settings.seed = seed
-    GTL.setup_anndata(
-        work, layer=layer, labels_key=labels_key, units=units, library_size_key=library_size_key
-    )
-    model = GTL(work, **(model_kwargs or {}))
     kwargs = dict(train_kwargs or {})
     kwargs.setdefault("enable_progress_bar", progress)
     guide_kwargs = {"seed": seed, "progress": progress, **kwargs.pop("guide_kwargs", {})}
-    model.train(max_epochs=max_epochs, guide_kwargs=guide_kwargs, **kwargs)
+    with scvi_seed(seed):
+        GTL.setup_anndata(
+            work,
+            layer=layer,
+            labels_key=labels_key,
+            units=units,
+            library_size_key=library_size_key,
+            n_top_genes=None,  # cut to the chosen genes above
+        )
+        model = GTL(work, **(model_kwargs or {}))
+        model.train(max_epochs=max_epochs, guide_kwargs=guide_kwargs, **kwargs)
     return model

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from scgtl._settings import scvi_seed
 from scgtl.data import N_TOP_GENES, highly_variable_genes
 from scgtl.data._studies import (
     HUMAN,
@@ -18,7 +18,7 @@ from scgtl.data._studies import (
 from scgtl.models._corpus import build_corpus
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
 
     import anndata as ad
 
@@ -77,7 +77,7 @@ def pretrain_corpus(
         library_size_key=LIBRARY_SIZE_KEY,
         n_top_genes=None,
     )
-    with _seeded(seed):
+    with scvi_seed(seed):
         model = GTL(corpus)
         model.train(
             enable_progress_bar=progress,
@@ -106,16 +106,3 @@ def build_model(
     """
     corpus = build_corpus(data_dir=data_dir, species=species, exclude=exclude)
     return pretrain_corpus(corpus, seed=seed, scout_labels=scout_labels, progress=progress)
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """``scvi.settings.seed = seed`` for the block, then the caller's setting again."""
-    import scvi
-
-    before = scvi.settings.seed
-    scvi.settings.seed = seed
-    try:
-        yield
-    finally:
-        scvi.settings.seed = before

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from scgtl.train._guided import check_guide
+from scgtl.train._guided import GuidedUpdate, check_guide
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -464,10 +464,8 @@ def _train(
     optimizer = torch.optim.Adam(
         params.values(), lr=lr, weight_decay=weight_decay, fused=fused or None
     )
-    guided = [params[name] for name in scales]
-    guides = list(scales.values())
-    # Reused every step: fresh tensors of this size cost page faults on every allocation.
-    before = [p.detach().clone() for p in guided]
+    # The guided update of every other loop, on the stacked copies' tensors.
+    guided = GuidedUpdate(params, scales)
 
     def copy_loss(p, b, x_copy, y_copy):
         return F.cross_entropy(functional_call(template, (p, b), (x_copy,)), y_copy)
@@ -480,14 +478,8 @@ def _train(
         masks = draw_masks(sites, generators, x.device)
         loss = losses(params, {**buffers, **masks}, x, y)
         loss.sum().backward()
-        if guided:
-            torch._foreach_copy_(before, [p.detach() for p in guided])
-        optimizer.step()
-        if guided:
-            with torch.no_grad():
-                # p_old + g (p_new - p_old) in one pass: lerp(start=p_old, end=p_new, g).
-                torch._foreach_lerp_(before, guided, guides)
-                torch._foreach_copy_(guided, before)
+        with guided.step():
+            optimizer.step()
         history[step] = loss.detach().cpu()
         if on_step is not None:
             on_step()

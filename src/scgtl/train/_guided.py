@@ -10,8 +10,6 @@ import torch
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
-    from torch import nn
-
 
 def check_guide(shapes: Mapping[str, torch.Size], guide: Mapping[str, torch.Tensor]) -> None:
     """Reject a guide naming a parameter not in ``shapes`` or shaped unlike it.
@@ -44,7 +42,8 @@ class GuidedUpdate:
     Parameters
     ----------
     parameters
-        Named parameters to guide, e.g. ``dict(module.encoder.named_parameters())``.
+        Named parameters to guide, e.g. ``dict(module.encoder.named_parameters())``, or any
+        leaf tensors an optimiser steps (the scouts' stacked copies).
     guide
         A tensor of the same shape per parameter name. Parameters without a guide entry
         are left unguided.
@@ -57,7 +56,7 @@ class GuidedUpdate:
     ...     optimizer.step()
     """
 
-    def __init__(self, parameters: Mapping[str, nn.Parameter], guide: Mapping[str, torch.Tensor]):
+    def __init__(self, parameters: Mapping[str, torch.Tensor], guide: Mapping[str, torch.Tensor]):
         check_guide({name: p.shape for name, p in parameters.items()}, guide)
         self._params = [parameters[name] for name in guide]
         self._guides = [
