@@ -240,14 +240,20 @@ class AdaptationMixin:
             library_size=library_size,
             return_rows=True,
         )
+        measured = self.module.measured
+        if measured is None:  # one gene panel: every gene measured in every row
+
+            def draw() -> tuple[torch.Tensor, torch.Tensor]:
+                x, _ = sampler()
+                return x, torch.ones_like(x, dtype=torch.bool)
+
+            return draw
         study = torch.as_tensor(
             self.adata_manager.get_from_registry(REGISTRY_KEYS.BATCH_KEY), dtype=torch.long
         ).view(-1)
 
-        def draw() -> tuple[torch.Tensor, torch.Tensor]:
+        def draw_by_study() -> tuple[torch.Tensor, torch.Tensor]:
             x, rows = sampler()
-            if self.module.measured is None:  # one panel: every gene measured everywhere
-                return x, torch.ones_like(x, dtype=torch.bool)
-            return x, self.module.measured[study[torch.as_tensor(rows)]]
+            return x, measured[study[torch.as_tensor(rows)]]
 
-        return draw
+        return draw_by_study
