@@ -21,6 +21,14 @@ on first use.
 Writes ``<out>/episodes.csv`` and ``<out>/summary.md``: mean ± sd per target, method and k,
 each GTL row's difference from the best peer, and the fit time per episode.
 
+    python benchmarks/plain_call.py --seed 1 --n-episodes 10 --methods gtl --wide-forms auto \
+        --out benchmarks/results/plain_call_s1_wide_auto
+
+adds the plain and inductive calls with another form of the wide path (``FineTunePlan.wide_form``),
+and ``--guides 60x30 20x100`` the plain call with guides from fewer scout steps or scouts,
+recomputed on each model's corpus (``<out>/guides.csv``: each guide's time and its agreement with
+the model's own).
+
     python benchmarks/plain_call.py --novelty --out benchmarks/results/plain_call_novelty
 
 runs instead ``scgtl.benchmark.novelty`` (one class left out of each episode's support, k = 5,
@@ -93,6 +101,68 @@ def adaptation_variants(corpus_models: bool = False) -> dict:
     }
 
 
+def wide_form_variants(forms) -> dict:
+    """The plain call, and the inductive call, with other forms of the wide path
+    (``--wide-forms``; ``FineTunePlan.wide_form``), for choosing on seed 1.
+
+    ``gtl_transductive_<form>`` reads the study as the plain call does; ``gtl_<form>`` is the
+    inductive call (forms that need the study's rows are skipped there).
+    """
+    methods = {}
+    for form in forms:
+        methods[f"gtl_transductive_{form}"] = benchmark.FineTuneMethod(
+            f"gtl_transductive_{form}", transductive=True, plan_kwargs={"wide_form": form}
+        )
+        if form in ("genes", "scaled_genes", "auto"):
+            methods[f"gtl_{form}"] = benchmark.FineTuneMethod(
+                f"gtl_{form}", plan_kwargs={"wide_form": form}
+            )
+    return methods
+
+
+def guide_variants(target: str, args) -> tuple[dict, list[dict]]:
+    """``--guides``: the plain call with guides from other scout settings (issue 26, item 1).
+
+    Each setting ``"<n_scouts>x<n_steps>"`` recomputes the guide of ``target``'s model on its own
+    corpus (the recipe's scouts, drawn from the studies' labels, seed ``--guide-seed``), and
+    fine-tunes with it as the plain call does. Returns the methods and, per guide, its time
+    (one thread) and its agreement with the model's own guide (60 scouts x 100 steps, seed 0).
+    """
+    if not args.guides:
+        return {}, []
+    from scout_speed import agreement
+
+    model = scgtl.GTL.load(args.models / recipe_model_name(target))  # its corpus attached
+    shipped = {name: value.clone() for name, value in model.guide_.items()}
+    methods, rows = {}, []
+    for setting in args.guides:
+        n_scouts, n_steps = (int(part) for part in setting.split("x"))
+        start = time.perf_counter()
+        guide = model.compute_guide(
+            n_scouts=n_scouts,
+            n_steps=n_steps,
+            groups_key="scout_label",  # scgtl.data.concat_studies' column
+            seed=args.guide_seed,
+            progress=False,
+        )
+        took = time.perf_counter() - start
+        name = f"gtl_transductive_guide{setting}_s{args.guide_seed}"
+        methods[name] = benchmark.FineTuneMethod(
+            name, transductive=True, plan_kwargs={"guide": guide}
+        )
+        rows.append(
+            {"target": target, "method": name, "seconds": round(took, 1)}
+            | agreement(shipped, guide)
+        )
+    return methods, rows
+
+
+def recipe_model_name(target: str) -> str:
+    """The cache name of the recipe's model without ``target``'s study."""
+    left_out = TARGETS[target][0]
+    return f"multi_without_{left_out}" if left_out else "multi_full"
+
+
 class ChooseByLogLoss(benchmark.FineTuneMethod):
     """``--choice``: fit both calls, keep the one whose wide-path cross-validation has the lower
     out-of-fold log-loss (each at its own chosen weight); without cross-validation (a class with
@@ -117,10 +187,9 @@ def model_for(target: str, folder: Path, cache: Path, *, corpus_models: bool = F
     """
     if corpus_models:
         return common.pbmc_model(TARGETS[target][1], folder, cache)
-    left_out = TARGETS[target][0]
     # Built if missing.
-    common.multi_models(left_out, folder, cache, variants=False, n_top_genes=None)
-    name = f"multi_without_{left_out}" if left_out else "multi_full"
+    common.multi_models(TARGETS[target][0], folder, cache, variants=False, n_top_genes=None)
+    name = recipe_model_name(target)
     # The cache keeps each model with its corpus (scvi-tools' load attaches a saved adata.h5ad);
     # a copy saved without it is loaded as scgtl.models.load gives a shipped model (until
     # 2026-12-07 the corpus was attached here, so the plain call adapted with corpus replay).
@@ -135,10 +204,12 @@ def model_for(target: str, folder: Path, cache: Path, *, corpus_models: bool = F
 
 def run(args) -> pd.DataFrame:
     folder = Path(args.data_dir)
-    rows = []
+    rows, guide_rows = [], []
     for target_name in args.targets:
         study, labels_key, units = common.load_study(target_name, folder)
         model = model_for(target_name, folder, args.models, corpus_models=args.corpus_models)
+        guided, guide_table = guide_variants(target_name, args)
+        guide_rows += guide_table
         start = time.perf_counter()
         res = benchmark.few_shot(
             model,
@@ -152,6 +223,8 @@ def run(args) -> pd.DataFrame:
                 *args.methods,
                 *(adaptation_variants(args.corpus_models).values() if args.variants else ()),
                 *([ChooseByLogLoss()] if args.choice else []),
+                *wide_form_variants(args.wide_forms).values(),
+                *guided.values(),
                 *args.peers,
             ],
             n_threads=1,
@@ -159,6 +232,9 @@ def run(args) -> pd.DataFrame:
         )
         rows.append(res.table.assign(target=target_name))
         print(f"{target_name}: {time.perf_counter() - start:.0f} s", flush=True)
+    if guide_rows:
+        pd.DataFrame(guide_rows).to_csv(args.out / "guides.csv", index=False)
+        print(pd.DataFrame(guide_rows).to_markdown(index=False))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -324,6 +400,13 @@ def main() -> None:
     parser.add_argument("--variants", action="store_true", help="shorter adaptations too")
     parser.add_argument("--choice", action="store_true", help="the per-fit choice too")
     parser.add_argument(
+        "--wide-forms", nargs="*", default=[], help="other wide-path forms too, e.g. auto"
+    )
+    parser.add_argument(
+        "--guides", nargs="*", default=[], help="guides from other scouts, e.g. 60x30 20x100"
+    )
+    parser.add_argument("--guide-seed", type=int, default=0, help="--guides: the scouts' seed")
+    parser.add_argument(
         "--corpus-models", action="store_true", help="PBMC-only models with their corpus"
     )
     parser.add_argument("--novelty", action="store_true", help="the novelty protocol instead")
@@ -367,6 +450,8 @@ def main() -> None:
         *args.methods,
         *(adaptation_variants(args.corpus_models) if args.variants else ()),
         *(["gtl_choice"] if args.choice else []),
+        *wide_form_variants(args.wide_forms),
+        *(f"gtl_transductive_guide{setting}_s{args.guide_seed}" for setting in args.guides),
     ]
     text = summary(episodes, gtl_rows) if args.peers else summary_gtl(episodes)
     (args.out / "summary.md").write_text(text)

@@ -11,6 +11,10 @@ on 2 threads instead of 1 (rounding alone).
 
     python benchmarks/scout_speed.py --threads 1 --out benchmarks/results/scout_speed
 
+``--settings 60x30 20x100`` also times other ``<n_scouts>x<n_steps>`` settings (issue 26, item
+1) and compares each guide with the default's, beside the default's own spread (its scouts'
+next seed).
+
 Run it alone on the machine: it is a timing (the 2-thread reference is not timed).
 """
 
@@ -63,10 +67,37 @@ def agreement(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor]
     }
 
 
-def timed_guide(model, args, *, batched: bool) -> tuple[dict[str, torch.Tensor], float]:
+def timed_guide(
+    model, args, *, batched: bool, n_scouts: int | None = None, n_steps: int = 100, seed=None
+) -> tuple[dict[str, torch.Tensor], float]:
     start = time.perf_counter()
-    guide = model.compute_guide(n_scouts=args.n_scouts, seed=args.seed, batched=batched)
+    guide = model.compute_guide(
+        n_scouts=args.n_scouts if n_scouts is None else n_scouts,
+        n_steps=n_steps,
+        seed=args.seed if seed is None else seed,
+        batched=batched,
+    )
     return guide, time.perf_counter() - start
+
+
+def cheaper_settings(model, args, reference: dict[str, torch.Tensor], epoch: float) -> list:
+    """``--settings``: time other scout settings and compare their guides with the default's.
+
+    The yardstick is the default's own spread: the same settings with the scouts' next seed.
+    """
+    rows = []
+    for setting in ["60x100", *args.settings]:
+        n_scouts, n_steps = (int(part) for part in setting.split("x"))
+        seeds = (args.seed + 1,) if setting == "60x100" else (args.seed, args.seed + 1)
+        for seed in seeds:
+            guide, took = timed_guide(
+                model, args, batched=True, n_scouts=n_scouts, n_steps=n_steps, seed=seed
+            )
+            row = {"setting": setting, "seed": seed, "seconds": round(took, 2)}
+            row |= {"epochs": round(took / epoch, 2)} | agreement(reference, guide)
+            print(row, flush=True)
+            rows.append(row)
+    return rows
 
 
 def main() -> None:
@@ -79,6 +110,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-sequential", action="store_true", help="skip the reference runs")
+    parser.add_argument(
+        "--settings",
+        nargs="*",
+        default=[],
+        help="other '<n_scouts>x<n_steps>' to time against the default 60x100",
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/scout_speed"))
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -124,6 +161,8 @@ def main() -> None:
         scgtl.settings.n_threads = 2
         reference_2, _ = timed_guide(model, args, batched=False)
         result["sequential_2_threads_vs_1"] = agreement(guides["sequential"], reference_2)
+    if args.settings:
+        result["settings_vs_default"] = cheaper_settings(model, args, guides["batched"], epoch)
     print(f"one epoch: {epoch:.1f} s")
     print(json.dumps(result, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -171,6 +171,13 @@ def test_wide_path_save_load_and_query_genes(gtl_model, pbmc_target, tmp_path):
         ({"plan_kwargs": {"wide_weight": 0.5, "wide": False}}, ValueError, "wide=False"),
         ({"plan_kwargs": {"wide": "no"}}, TypeError, "wide='no'"),
         ({"transductive": 1}, TypeError, "transductive=1"),
+        ({"plan_kwargs": {"wide_form": "umap"}}, ValueError, "wide_form='umap'"),
+        ({"plan_kwargs": {"wide_form": "genes", "wide": False}}, ValueError, "wide=False"),
+        (
+            {"plan_kwargs": {"wide_form": "pca"}, "transductive": False},
+            ValueError,
+            "wide_form='pca' reads the study's other rows",
+        ),
     ],
 )
 def test_bad_wide_settings(gtl_model, pbmc_target, kwargs, error, match):
@@ -197,6 +204,98 @@ def test_study_pca_path_is_pca_logistic_regression():
     pca = PCA(n_components=5, random_state=0).fit(study)
     regression = LogisticRegression(max_iter=1000).fit(pca.transform(study[support]), y)
     np.testing.assert_allclose(ours, regression.predict_proba(pca.transform(study)), atol=1e-4)
+
+
+def test_gene_scaling_path_is_logistic_regression_on_scaled_genes():
+    from scgtl.train._wide import GeneScaling, scaled_genes_path
+
+    rng = np.random.default_rng(2)
+    study = rng.gamma(1.0, 1.0, size=(60, 12)).astype(np.float32)
+    study[:, 3] = 1.5  # a gene with no spread keeps sd = 1, as CellTypist
+    support, y = np.arange(12), np.arange(12) % 3
+    layer = GeneScaling(torch.as_tensor(study)).fit_linear_path(
+        torch.as_tensor(study[support]), torch.as_tensor(y), 3
+    )
+    sd = study.std(axis=0)
+    sd[sd == 0] = 1.0
+    scaled = (study - study.mean(axis=0)) / sd
+    regression = LogisticRegression(max_iter=1000).fit(scaled[support], y)
+    with torch.no_grad():
+        ours = torch.softmax(layer(torch.as_tensor(study)), dim=1).numpy()
+    np.testing.assert_allclose(ours, regression.predict_proba(scaled), atol=1e-4)
+    # Inductive: the support's own mean and spread, as CellTypist trains.
+    alone = scaled_genes_path(torch.as_tensor(study[support]), torch.as_tensor(y), 3)
+    sd_support = study[support].std(axis=0)
+    sd_support[sd_support == 0] = 1.0
+    on_support = (study - study[support].mean(axis=0)) / sd_support
+    reference = LogisticRegression(max_iter=1000).fit(on_support[support], y)
+    with torch.no_grad():
+        ours = torch.softmax(alone(torch.as_tensor(study)), dim=1).numpy()
+    np.testing.assert_allclose(ours, reference.predict_proba(on_support), atol=1e-4)
+
+
+def test_pooled_linear_paths_is_the_geometric_mean_of_their_probabilities():
+    from scgtl.train import StudyPCA
+    from scgtl.train._wide import GeneScaling, pooled_linear_paths
+
+    rng = np.random.default_rng(3)
+    study = torch.as_tensor(rng.normal(size=(50, 20)).astype(np.float32))
+    y = torch.as_tensor(np.arange(10) % 2)
+    fitters = (StudyPCA(study, n_components=4).fit_linear_path, GeneScaling(study).fit_linear_path)
+    pooled = pooled_linear_paths(*fitters)(study[:10], y, 2)
+    with torch.no_grad():
+        each = [torch.log_softmax(fit(study[:10], y, 2)(study), dim=1) for fit in fitters]
+        expected = torch.softmax((each[0] + each[1]) / 2, dim=1)
+        np.testing.assert_allclose(
+            torch.softmax(pooled(study), dim=1).numpy(), expected.numpy(), atol=1e-5
+        )
+
+
+@pytest.mark.parametrize(
+    ("transductive", "form"),
+    [(True, None), (False, None), (True, "scaled_genes"), (False, "scaled_genes")],
+)
+def test_wide_form_is_recorded(gtl_model, pbmc_target, transductive, form):
+    clf = gtl_model.fine_tune(
+        pbmc_target,
+        labels_key="bulk_labels",
+        k_shot=3,
+        units="log1p",
+        transductive=transductive,
+        plan_kwargs={"wide_form": form, "n_steps": 20},
+    )
+    expected = form or ("pca" if transductive else "genes")
+    assert clf.fit_record_["wide_form"] == expected
+    assert clf.fit_record_["wide_weight_source"] == "cross-validation"
+    support = pbmc_target.obs_names.isin(clf.fit_record_["support_obs_names"])
+    truth = pbmc_target.obs["bulk_labels"].astype(str).to_numpy()[~support]
+    predicted = clf.predict(pbmc_target, inplace=False).astype(str).to_numpy()[~support]
+    assert (predicted == truth).mean() > 0.5  # 4 classes: chance is about 0.25
+
+
+@pytest.mark.parametrize("transductive", [True, False])
+def test_auto_wide_form_chooses_by_cross_validation(gtl_model, pbmc_target, transductive):
+    from scgtl.train._wide import AUTO_WIDE_FORMS
+
+    kwargs = dict(labels_key="bulk_labels", units="log1p", transductive=transductive)
+    plan = {"wide_form": "auto", "n_steps": 20}
+    clf = gtl_model.fine_tune(pbmc_target, k_shot=3, plan_kwargs=plan, **kwargs)
+    record, candidates = clf.fit_record_, AUTO_WIDE_FORMS[transductive]
+    losses = record["wide_form_cv_log_loss"]
+    assert losses.shape == (len(candidates),)
+    assert record["wide_form"] == candidates[int(np.argmin(losses))]
+    # The chosen form's own curve holds the least loss of all.
+    assert record["wide_cv_log_loss"].min() == pytest.approx(losses.min())
+    # Each form alone gives its own least loss, so the choice is between real fits.
+    for form, loss in zip(candidates, losses, strict=True):
+        alone = gtl_model.fine_tune(
+            pbmc_target, k_shot=3, plan_kwargs={**plan, "wide_form": form}, **kwargs
+        )
+        assert alone.fit_record_["wide_cv_log_loss"].min() == pytest.approx(loss, rel=1e-5)
+    # One sample per class: no cross-validation, the first candidate.
+    one_shot = gtl_model.fine_tune(pbmc_target, k_shot=1, plan_kwargs=plan, **kwargs)
+    assert one_shot.fit_record_["wide_form"] == candidates[0]
+    assert "wide_form_cv_log_loss" not in one_shot.fit_record_
 
 
 def test_transductive_fine_tune(gtl_model, pbmc_target, adata_snapshot):

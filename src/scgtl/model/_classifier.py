@@ -98,6 +98,13 @@ class GTLClassifier(ScgtlModelMixin, BaseModelClass):
         ``"wide_weight_source"``
             ``"cross-validation"`` (chosen on the support), ``"one-shot default"`` (a class
             with a single sample), ``"given"`` or ``"none"``.
+        ``"wide_form"``
+            What the wide path's logistic regression read (``FineTunePlan.wide_form``):
+            ``"genes"``, ``"scaled_genes"``, ``"pca"`` or ``"pca+scaled_genes"``; ``None``
+            without a wide path.
+        ``"wide_form_cv_log_loss"``
+            With ``wide_form="auto"`` and cross-validation: each candidate form's least
+            out-of-fold log-loss, in the order of ``scgtl.train._wide.AUTO_WIDE_FORMS``.
         ``"transductive"``, ``"n_unlabelled"``
             Whether fine-tuning also read the study's rows outside the support (its wide path
             on the study's principal components, see ``fine_tune``'s ``transductive``), and

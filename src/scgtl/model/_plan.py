@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from scgtl._docs import doc
 from scgtl.train._few_shot import check_head_init, check_training_settings
-from scgtl.train._wide import check_wide_weight
+from scgtl.train._wide import check_wide_form, check_wide_weight
 
 if TYPE_CHECKING:
     import torch
 
     from scgtl.train._few_shot import ExtraLoss, HeadInit, InputTransform, StepCallback
+    from scgtl.train._wide import WideForm
 
 
 @doc.dedent
@@ -51,6 +52,15 @@ class FineTunePlan:
     wide_weight
         Weight ``w`` of the wide path in ``[0, 1]`` (``0``: the network's prediction, ``1``: the
         logistic regression's); ``None`` chooses it by cross-validation on the support.
+    wide_form
+        What the wide path's logistic regression reads: ``"genes"`` (log expression),
+        ``"scaled_genes"`` (genes scaled to unit variance, as CellTypist; over the study's rows
+        when ``transductive``, else over the support), ``"pca"`` (the study's principal
+        components; ``transductive`` only), ``"pca+scaled_genes"`` (those two pooled), or
+        ``"auto"``: the regime's candidates, chosen with the weight by cross-validation on the
+        support (transductive: ``"pca+scaled_genes"``, ``"pca"``, ``"scaled_genes"``;
+        inductive: ``"genes"``, ``"scaled_genes"``; the first where a class has one sample).
+        ``None`` (default): ``"pca"`` when ``transductive``, else ``"genes"``.
     %(param_fit_hooks)s
         The hooks also apply to the cross-validation's fits; ``callback`` sees only the
         final fit's steps.
@@ -74,6 +84,7 @@ class FineTunePlan:
     from_scratch: bool = False
     wide: bool = True
     wide_weight: float | None = None
+    wide_form: WideForm | None = None
     input_transform: InputTransform | None = None
     extra_loss: ExtraLoss | None = None
     callback: StepCallback | None = None
@@ -82,12 +93,14 @@ class FineTunePlan:
         check_training_settings(n_steps=self.n_steps, lr=self.lr, weight_decay=self.weight_decay)
         check_head_init(self.head_init)
         check_wide_weight(self.wide_weight)
+        check_wide_form(self.wide_form)
         for name in ("use_guide", "from_scratch", "wide"):
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise TypeError(f"{name}={value!r} must be True or False.")
-        if self.wide_weight is not None and not self.wide:
-            raise ValueError(f"wide_weight={self.wide_weight!r} is given, but wide=False.")
+        for name in ("wide_weight", "wide_form"):
+            if getattr(self, name) is not None and not self.wide:
+                raise ValueError(f"{name}={getattr(self, name)!r} is given, but wide=False.")
         if self.guide is not None and (self.from_scratch or not self.use_guide):
             raise ValueError("guide= is given, but use_guide=False or from_scratch=True.")
 

@@ -28,7 +28,14 @@ from scgtl.train import (
     fine_tune_networks,
     fit_linear_path,
 )
-from scgtl.train._wide import MAX_PCA_ROWS
+from scgtl.train._wide import (
+    AUTO_WIDE_FORMS,
+    DEFAULT_WIDE_FORMS,
+    MAX_PCA_ROWS,
+    GeneScaling,
+    pooled_linear_paths,
+    scaled_genes_path,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
 
     from scgtl._constants import Units
     from scgtl.module import GTLClassifierModule
+    from scgtl.train._wide import WideFitter
 
 
 class TransferMixin:
@@ -127,6 +135,7 @@ class TransferMixin:
         n_other = adata.n_obs - support.size
         if transductive is None:
             transductive = plan.wide and n_other > 0
+        _check_wide_form_regime(plan, transductive)
         rows = {"layer": layer, "units": units, "indices": support}
         x = self._read_rows(adata, **rows)
         # Adapting a network trained from scratch would undo the point of from_scratch.
@@ -180,13 +189,15 @@ class TransferMixin:
     ) -> tuple[dict, pd.Index | None]:
         """Fit the plan's wide path and pool it into ``network``: its record and its genes."""
         if not plan.wide:
-            return {"wide": False, "wide_weight": 0.0, "wide_weight_source": "none"}, None
+            record = {"wide": False, "wide_weight": 0.0, "wide_weight_source": "none"}
+            return {**record, "wide_form": None}, None
         genes = pd.Index(adata.var_names.astype(str))
         x_wide = self._read_rows(adata, **rows, genes=genes, warn=False)
-        fit_wide = self._wide_fitter(adata, rows, genes, transductive, seed=seed)
+        form = plan.wide_form or DEFAULT_WIDE_FORMS[transductive]
+        fitters = self._wide_fitters(adata, rows, genes, transductive, form, seed=seed)
         fit_networks = functools.partial(fine_tune_networks, encoder, **settings)
         record = add_wide_path(
-            network, fit_networks, fit_wide, x, x_wide, y, wide_weight=plan.wide_weight, seed=seed
+            network, fit_networks, fitters, x, x_wide, y, wide_weight=plan.wide_weight, seed=seed
         )
         return record, genes
 
@@ -205,15 +216,37 @@ class TransferMixin:
             "extra_loss": plan.extra_loss,
         }
 
-    def _wide_fitter(
-        self, adata: AnnData, rows: dict, genes: pd.Index, transductive: bool, *, seed: int
-    ):
-        """The wide path's fit: on the support's genes, or on the study's principal components."""
+    def _wide_fitters(
+        self,
+        adata: AnnData,
+        rows: dict,
+        genes: pd.Index,
+        transductive: bool,
+        form: str,
+        *,
+        seed: int,
+    ) -> dict[str, WideFitter]:
+        """The wide path's fits by name, for ``plan.wide_form``.
+
+        ``"auto"``: the regime's candidates, chosen between by cross-validation. On the
+        support's genes (scaled or not), or on what the study's rows give: their principal
+        components, their genes' spread.
+        """
+        names = AUTO_WIDE_FORMS[transductive] if form == "auto" else (form,)
         if not transductive:
-            return fit_linear_path
+            inductive = {"genes": fit_linear_path, "scaled_genes": scaled_genes_path}
+            return {name: inductive[name] for name in names}
         study_rows = {**rows, "indices": _pca_rows(adata.n_obs, seed=seed)}
         study = self._read_rows(adata, **study_rows, genes=genes, warn=False)
-        return StudyPCA(study).fit_linear_path
+        pca = StudyPCA(study).fit_linear_path if {"pca", "pca+scaled_genes"} & set(names) else None
+        scaled = GeneScaling(study).fit_linear_path
+        fitters = {
+            "genes": fit_linear_path,
+            "pca": pca,
+            "scaled_genes": scaled,
+            "pca+scaled_genes": pooled_linear_paths(pca, scaled) if pca else None,
+        }
+        return {name: fitters[name] for name in names}
 
     def _fine_tune_guide(self, plan: FineTunePlan) -> dict[str, torch.Tensor] | None:
         """The guide the plan fine-tunes with: none, the plan's own, or the model's."""
@@ -236,6 +269,16 @@ def _check_transductive(transductive: bool | None, plan: FineTunePlan) -> None:
         raise ValueError(
             "transductive=True works through the wide path; it needs wide=True "
             "(plan_kwargs={'wide': True}, the default)."
+        )
+
+
+def _check_wide_form_regime(plan: FineTunePlan, transductive: bool) -> None:
+    """Refuse, before any fit, a wide form that reads the study's rows in an inductive call."""
+    if not transductive and plan.wide_form in ("pca", "pca+scaled_genes"):
+        raise ValueError(
+            f"wide_form={plan.wide_form!r} reads the study's other rows, but this call is "
+            "inductive (transductive=False, or no rows besides the support); choose "
+            "'genes' or 'scaled_genes'."
         )
 
 

@@ -13,7 +13,8 @@ more. Measured on the developer targets (``docs/research/wide_path.md``).
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -30,6 +31,9 @@ from scgtl.train._calibration import fit_temperature, held_out_novelty
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    #: A wide path's fit: ``fit(x_wide, y, n_classes) -> nn.Linear``.
+    WideFitter = Callable[[torch.Tensor, torch.Tensor, int], nn.Linear]
+
 #: Candidate weights of the wide path tried by cross-validation.
 WIDE_WEIGHT_GRID: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 #: Weight of the wide path when the support has a class with a single sample, where no
@@ -43,6 +47,28 @@ N_PCA_COMPONENTS = 50
 MAX_PCA_ROWS = 20_000
 #: Folds of the cross-validation at most (each fold leaves out one sample per class at k <= 5).
 MAX_FOLDS = 5
+
+
+#: What the wide path's logistic regression reads (``FineTunePlan.wide_form``).
+WideForm = Literal["auto", "genes", "scaled_genes", "pca", "pca+scaled_genes"]
+WIDE_FORMS: tuple[str, ...] = ("auto", "genes", "scaled_genes", "pca", "pca+scaled_genes")
+#: The form of the wide path when ``FineTunePlan.wide_form`` is ``None``, per regime
+#: (``transductive``).
+DEFAULT_WIDE_FORMS: dict[bool, str] = {True: "pca", False: "genes"}
+#: The forms ``wide_form="auto"`` chooses between by cross-validation on the support, per
+#: regime; the first is used where there is no cross-validation (a class with one sample).
+AUTO_WIDE_FORMS: dict[bool, tuple[str, ...]] = {
+    True: ("pca+scaled_genes", "pca", "scaled_genes"),
+    False: ("genes", "scaled_genes"),
+}
+
+
+def check_wide_form(wide_form: str | None) -> None:
+    """Reject a wide form that is not one of :data:`WIDE_FORMS` (``None`` is the default)."""
+    if wide_form is not None and wide_form not in WIDE_FORMS:
+        raise ValueError(
+            f"wide_form={wide_form!r} is not valid; choose None or one of {WIDE_FORMS}."
+        )
 
 
 def check_wide_weight(wide_weight: float | None) -> None:
@@ -208,12 +234,73 @@ class StudyPCA:
         return layer
 
 
+class GeneScaling:
+    """Genes scaled to unit variance, for a wide path as CellTypist's.
+
+    Logistic regression on the scaled genes is folded back into a linear layer on the genes:
+    ``coef @ ((x - mean) / sd) + b`` is ``(coef / sd) @ x + (b - coef @ (mean / sd))``, so the
+    classifier reads genes as before. Genes with no variance keep ``sd = 1``, as CellTypist does.
+
+    Parameters
+    ----------
+    x
+        ``(n_rows, n_genes)`` log expression of the rows whose mean and spread scale the genes:
+        the study's rows (a transductive wide path) or the support's.
+    """
+
+    def __init__(self, x: torch.Tensor):
+        values = x.detach().double()
+        self.mean = values.mean(dim=0)
+        sd = values.std(dim=0, correction=0)
+        self.sd = torch.where(sd > 0, sd, torch.ones_like(sd))
+
+    def fit_linear_path(self, x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Linear:
+        """:func:`fit_linear_path` on the scaled genes of ``x``, as a layer on the genes."""
+        scaled = (x.detach().double().cpu() - self.mean.cpu()) / self.sd.cpu()
+        on_scaled = fit_linear_path(scaled.to(x.dtype), y.cpu(), n_classes)
+        scale = (1.0 / self.sd).to(x.dtype)
+        layer = nn.Linear(x.shape[1], n_classes).to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            weight = on_scaled.weight * scale.to(on_scaled.weight.device)
+            layer.weight.copy_(weight)
+            layer.bias.copy_(on_scaled.bias - weight @ self.mean.to(weight))
+        return layer
+
+
+def scaled_genes_path(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Linear:
+    """Logistic regression on genes scaled by the support's own mean and spread.
+
+    CellTypist's rule, as an inductive wide path.
+    """
+    return GeneScaling(x).fit_linear_path(x, y, n_classes)
+
+
+def pooled_linear_paths(
+    *fitters: Callable[[torch.Tensor, torch.Tensor, int], nn.Linear],
+) -> Callable[[torch.Tensor, torch.Tensor, int], nn.Linear]:
+    """A wide path that pools several, equally weighted, in log-probability space.
+
+    The renormalised geometric mean of softmaxes is the softmax of the mean logits, so the pool
+    of linear layers is one linear layer with their mean weights and biases.
+    """
+
+    def fit(x: torch.Tensor, y: torch.Tensor, n_classes: int) -> nn.Linear:
+        layers = [fitter(x, y, n_classes) for fitter in fitters]
+        pooled = nn.Linear(x.shape[1], n_classes).to(device=x.device, dtype=x.dtype)
+        with torch.no_grad():
+            pooled.weight.copy_(torch.stack([layer.weight for layer in layers]).mean(dim=0))
+            pooled.bias.copy_(torch.stack([layer.bias for layer in layers]).mean(dim=0))
+        return pooled
+
+    return fit
+
+
 def add_wide_path(
     network: GTLClassifierModule,
     fit_networks: Callable[
         [Sequence[torch.Tensor], Sequence[torch.Tensor]], list[tuple[GTLClassifierModule, list]]
     ],
-    fit_wide: Callable[[torch.Tensor, torch.Tensor, int], nn.Linear],
+    fit_wide: WideFitter | Mapping[str, WideFitter],
     x: torch.Tensor,
     x_wide: torch.Tensor,
     y: torch.Tensor,
@@ -232,7 +319,9 @@ def add_wide_path(
         fold's training rows (:func:`~scgtl.train.fine_tune_networks`: at once where it can).
     fit_wide
         ``fit_wide(x_wide, y, n_classes) -> nn.Linear`` (:func:`fit_linear_path` or
-        :meth:`StudyPCA.fit_linear_path`).
+        :meth:`StudyPCA.fit_linear_path`), or several such fits by name: the cross-validation
+        then chooses the fit and its weight together (the least out-of-fold log-loss), and the
+        first one is used where there is no cross-validation.
     x, x_wide
         The support rows over the network's genes and over the wide path's genes.
     y
@@ -247,7 +336,9 @@ def add_wide_path(
     Returns
     -------
     The ``fit_record_`` entries of the wide path: ``"wide"``, ``"wide_weight"``,
-    ``"wide_weight_source"`` and, with cross-validation, ``"wide_weight_grid"``,
+    ``"wide_weight_source"``, with several fits ``"wide_form"`` (the name of the one used) and
+    ``"wide_form_cv_log_loss"`` (with cross-validation: each fit's least out-of-fold log-loss,
+    in their order), and, with cross-validation, ``"wide_weight_grid"``,
     ``"wide_cv_log_loss"``, ``"temperature"`` (fitted on the pooled out-of-fold predictions at
     the chosen weight, :func:`~scgtl.train.fit_temperature`), ``"support_log_proba"`` (those
     pooled out-of-fold log-probabilities, ``(n_support, n_classes)``), ``"support_novelty"`` (each
@@ -256,6 +347,8 @@ def add_wide_path(
     ``"novelty_source"``: ``"cross-validation"``).
     """
     n_classes = network.head.out_features
+    fitters = dict(fit_wide) if isinstance(fit_wide, Mapping) else {None: fit_wide}
+    form = next(iter(fitters))
     record = {"wide": True}
     if wide_weight is not None:
         record.update(wide_weight=float(wide_weight), wide_weight_source="given")
@@ -265,19 +358,17 @@ def add_wide_path(
         codes = y.cpu().numpy()
         folds = support_folds(codes, seed=seed)
         network_logits, fold_novelty = _network_folds(network, fit_networks, x, y, folds)
-
-        def wide_fold(train, test):
-            with torch.no_grad():
-                return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
-
         network_log_proba = _out_of_fold(network_logits, folds, len(codes))
-        wide_log_proba = _out_of_fold(
-            [wide_fold(train, test) for train, test in folds], folds, len(codes)
-        )
-        weight, cv_losses = choose_wide_weight(network_log_proba, wide_log_proba, codes)
-        pooled = pool_log_probabilities(
-            torch.as_tensor(network_log_proba), torch.as_tensor(wide_log_proba), weight
-        )
+        choices = {
+            name: _cross_validated_weight(
+                network_log_proba, fitter, x_wide, y, folds, n_classes=n_classes
+            )
+            for name, fitter in fitters.items()
+        }
+        form = min(choices, key=lambda name: choices[name][1].min())
+        weight, cv_losses, pooled = choices[form]
+        if len(fitters) > 1:
+            record["wide_form_cv_log_loss"] = np.array([c[1].min() for c in choices.values()])
         record.update(
             wide_weight=weight,
             wide_weight_source="cross-validation",
@@ -289,8 +380,40 @@ def add_wide_path(
             support_novelty=fold_novelty,
             novelty_source="cross-validation",
         )
-    network.set_wide_path(fit_wide(x_wide, y, n_classes), record["wide_weight"])
+    if form is not None:
+        record["wide_form"] = form
+    network.set_wide_path(fitters[form](x_wide, y, n_classes), record["wide_weight"])
     return record
+
+
+def _cross_validated_weight(
+    network_log_proba: np.ndarray,
+    fit_wide: WideFitter,
+    x_wide: torch.Tensor,
+    y: torch.Tensor,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    n_classes: int,
+) -> tuple[float, np.ndarray, torch.Tensor]:
+    """One wide fit's out-of-fold predictions pooled with the network's.
+
+    Returns the chosen weight, the log-loss at every weight, and the pooled log-probabilities
+    at the chosen one.
+    """
+
+    def wide_fold(train, test):
+        with torch.no_grad():
+            return fit_wide(x_wide[train], y[train], n_classes)(x_wide[test])
+
+    codes = y.cpu().numpy()
+    wide_log_proba = _out_of_fold(
+        [wide_fold(train, test) for train, test in folds], folds, len(codes)
+    )
+    weight, cv_losses = choose_wide_weight(network_log_proba, wide_log_proba, codes)
+    pooled = pool_log_probabilities(
+        torch.as_tensor(network_log_proba), torch.as_tensor(wide_log_proba), weight
+    )
+    return weight, cv_losses, pooled
 
 
 def _network_folds(
