@@ -20,21 +20,12 @@ from scgtl.data._checks import check_anndata, check_layer
 from scgtl.data._units import check_units_name
 from scgtl.model._classifier import GTLClassifier
 from scgtl.model._plan import FineTunePlan
-from scgtl.train import (
-    StudyPCA,
-    add_wide_path,
-    calibration_record,
-    fine_tune_network,
-    fine_tune_networks,
-    fit_linear_path,
-)
+from scgtl.train import add_wide_path, calibration_record, fine_tune_network, fine_tune_networks
 from scgtl.train._wide import (
-    AUTO_WIDE_FORMS,
     DEFAULT_WIDE_FORMS,
     MAX_PCA_ROWS,
-    GeneScaling,
-    pooled_linear_paths,
-    scaled_genes_path,
+    check_wide_form_regime,
+    wide_fitters,
 )
 
 if TYPE_CHECKING:
@@ -44,7 +35,6 @@ if TYPE_CHECKING:
 
     from scgtl._constants import Units
     from scgtl.module import GTLClassifierModule
-    from scgtl.train._wide import WideFitter
 
 
 class TransferMixin:
@@ -135,7 +125,7 @@ class TransferMixin:
         n_other = adata.n_obs - support.size
         if transductive is None:
             transductive = plan.wide and n_other > 0
-        _check_wide_form_regime(plan, transductive)
+        check_wide_form_regime(plan.wide_form, transductive=transductive)
         rows = {"layer": layer, "units": units, "indices": support}
         x = self._read_rows(adata, **rows)
         # Adapting a network trained from scratch would undo the point of from_scratch.
@@ -193,8 +183,12 @@ class TransferMixin:
             return {**record, "wide_form": None}, None
         genes = pd.Index(adata.var_names.astype(str))
         x_wide = self._read_rows(adata, **rows, genes=genes, warn=False)
-        form = plan.wide_form or DEFAULT_WIDE_FORMS[transductive]
-        fitters = self._wide_fitters(adata, rows, genes, transductive, form, seed=seed)
+        study_rows = {**rows, "indices": _pca_rows(adata.n_obs, seed=seed)}
+        fitters = wide_fitters(
+            plan.wide_form or DEFAULT_WIDE_FORMS[transductive],
+            transductive=transductive,
+            read_study=lambda: self._read_rows(adata, **study_rows, genes=genes, warn=False),
+        )
         fit_networks = functools.partial(fine_tune_networks, encoder, **settings)
         record = add_wide_path(
             network, fit_networks, fitters, x, x_wide, y, wide_weight=plan.wide_weight, seed=seed
@@ -215,38 +209,6 @@ class TransferMixin:
             "input_transform": plan.input_transform,
             "extra_loss": plan.extra_loss,
         }
-
-    def _wide_fitters(
-        self,
-        adata: AnnData,
-        rows: dict,
-        genes: pd.Index,
-        transductive: bool,
-        form: str,
-        *,
-        seed: int,
-    ) -> dict[str, WideFitter]:
-        """The wide path's fits by name, for ``plan.wide_form``.
-
-        ``"auto"``: the regime's candidates, chosen between by cross-validation. On the
-        support's genes (scaled or not), or on what the study's rows give: their principal
-        components, their genes' spread.
-        """
-        names = AUTO_WIDE_FORMS[transductive] if form == "auto" else (form,)
-        if not transductive:
-            inductive = {"genes": fit_linear_path, "scaled_genes": scaled_genes_path}
-            return {name: inductive[name] for name in names}
-        study_rows = {**rows, "indices": _pca_rows(adata.n_obs, seed=seed)}
-        study = self._read_rows(adata, **study_rows, genes=genes, warn=False)
-        pca = StudyPCA(study).fit_linear_path if {"pca", "pca+scaled_genes"} & set(names) else None
-        scaled = GeneScaling(study).fit_linear_path
-        fitters = {
-            "genes": fit_linear_path,
-            "pca": pca,
-            "scaled_genes": scaled,
-            "pca+scaled_genes": pooled_linear_paths(pca, scaled) if pca else None,
-        }
-        return {name: fitters[name] for name in names}
 
     def _fine_tune_guide(self, plan: FineTunePlan) -> dict[str, torch.Tensor] | None:
         """The guide the plan fine-tunes with: none, the plan's own, or the model's."""
@@ -269,16 +231,6 @@ def _check_transductive(transductive: bool | None, plan: FineTunePlan) -> None:
         raise ValueError(
             "transductive=True works through the wide path; it needs wide=True "
             "(plan_kwargs={'wide': True}, the default)."
-        )
-
-
-def _check_wide_form_regime(plan: FineTunePlan, transductive: bool) -> None:
-    """Refuse, before any fit, a wide form that reads the study's rows in an inductive call."""
-    if not transductive and plan.wide_form in ("pca", "pca+scaled_genes"):
-        raise ValueError(
-            f"wide_form={plan.wide_form!r} reads the study's other rows, but this call is "
-            "inductive (transductive=False, or no rows besides the support); choose "
-            "'genes' or 'scaled_genes'."
         )
 
 

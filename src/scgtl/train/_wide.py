@@ -12,6 +12,7 @@ more. Measured on the developer targets (``docs/research/wide_path.md``).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
@@ -61,6 +62,51 @@ AUTO_WIDE_FORMS: dict[bool, tuple[str, ...]] = {
     True: ("pca+scaled_genes", "pca", "scaled_genes"),
     False: ("genes", "scaled_genes"),
 }
+
+
+#: The forms that need the study's principal components (a transductive call).
+PCA_FORMS: tuple[str, ...] = ("pca", "pca+scaled_genes")
+
+
+def check_wide_form_regime(wide_form: str | None, *, transductive: bool) -> None:
+    """Refuse, before any fit, a form that reads the study's rows in an inductive call."""
+    if not transductive and wide_form in PCA_FORMS:
+        raise ValueError(
+            f"wide_form={wide_form!r} reads the study's other rows, but this call is "
+            "inductive (transductive=False, or no rows besides the support); choose "
+            "'genes' or 'scaled_genes'."
+        )
+
+
+def wide_fitters(
+    form: str, *, transductive: bool, read_study: Callable[[], torch.Tensor]
+) -> dict[str, WideFitter]:
+    """The wide path's fits by name for ``form`` (``"auto"``: the regime's candidates).
+
+    Parameters
+    ----------
+    form
+        One of :data:`WIDE_FORMS`, not ``None``.
+    transductive
+        Whether the fits may read the study's rows: ``"scaled_genes"`` then scales by the
+        study's spread, else by the support's.
+    read_study
+        Gives the study's rows over the wide path's genes; called only when a form needs them.
+    """
+    names = AUTO_WIDE_FORMS[transductive] if form == "auto" else (form,)
+    if not transductive:
+        inductive = {"genes": fit_linear_path, "scaled_genes": scaled_genes_path}
+        return {name: inductive[name] for name in names}
+    study = functools.cache(read_study)
+    pca = functools.cache(lambda: StudyPCA(study()).fit_linear_path)
+    scaled = functools.cache(lambda: GeneScaling(study()).fit_linear_path)
+    build = {
+        "genes": lambda: fit_linear_path,
+        "pca": pca,
+        "scaled_genes": scaled,
+        "pca+scaled_genes": lambda: pooled_linear_paths(pca(), scaled()),
+    }
+    return {name: build[name]() for name in names}
 
 
 def check_wide_form(wide_form: str | None) -> None:
